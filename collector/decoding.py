@@ -1,0 +1,143 @@
+"""Decoding jobs, run in worker processes so every core decodes while the node acknowledges.
+
+A job turns one request body into Arrow IPC bytes ready for the write-ahead log, plus
+its rejections (also as IPC, for the quarantine table). Workers build their privacy
+filter and contract registry once, at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple, ParamSpec
+
+import pyarrow as pa
+
+from collector.cloudevents import EventValidator, parse_http
+from collector.contracts import ContractRegistry
+from collector.model import Rejection
+from collector.otlp import decode_logs, decode_traces
+from collector.privacy import DEFAULT_FIELDS, PersonalData
+from collector.writer import to_ipc
+from storage.tables import QUARANTINE_SCHEMA
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What a worker needs to decode: the personal-data fields and the event contracts."""
+
+    hash_fields: tuple[str, ...] = ()
+    hash_key: str = "milepost"
+    contracts: tuple[Mapping[str, Any], ...] = ()
+
+
+class Decoded(NamedTuple):
+    rows: int
+    ipc: bytes
+    rejected: list[Rejection]
+    quarantine_ipc: bytes
+    ignored: int = 0
+
+
+class _Worker:
+    def __init__(self, settings: DecodeSettings) -> None:
+        self.privacy = PersonalData(DEFAULT_FIELDS | set(settings.hash_fields), settings.hash_key.encode())
+        self.validator = EventValidator(
+            ContractRegistry.builtin().with_user_contracts(list(settings.contracts)), self.privacy
+        )
+
+
+_worker: _Worker | None = None
+
+
+def init_worker(settings: DecodeSettings) -> None:
+    global _worker
+    _worker = _Worker(settings)
+
+
+def _state() -> _Worker:
+    if _worker is None:
+        raise RuntimeError("decode worker used before init_worker")
+    return _worker
+
+
+def quarantine_table(rejected: list[Rejection], received_at_us: int) -> pa.Table:
+    columns = {
+        "received_at": [received_at_us] * len(rejected),
+        "signal": [r.signal for r in rejected],
+        "source": [r.source for r in rejected],
+        "id": [r.id for r in rejected],
+        "type": [r.type for r in rejected],
+        "position": [r.position for r in rejected],
+        "field": [r.field for r in rejected],
+        "value": [r.value for r in rejected],
+        "reason": [r.reason for r in rejected],
+        "payload": [r.payload for r in rejected],
+    }
+    return pa.table(
+        [pa.array(columns[f.name], type=f.type) for f in QUARANTINE_SCHEMA], schema=QUARANTINE_SCHEMA
+    )
+
+
+def _finish(table: pa.Table, rejected: list[Rejection], received_at_ns: int, ignored: int = 0) -> Decoded:
+    quarantine = to_ipc(quarantine_table(rejected, received_at_ns // 1000)) if rejected else b""
+    return Decoded(table.num_rows, to_ipc(table) if table.num_rows else b"", rejected, quarantine, ignored)
+
+
+def decode_traces_job(body: bytes, encoding: str, received_at_ns: int) -> Decoded:
+    batch = decode_traces(body, encoding, _state().privacy, received_at_ns)
+    return _finish(batch.table, batch.rejected, received_at_ns)
+
+
+def decode_logs_job(body: bytes, encoding: str, received_at_ns: int) -> Decoded:
+    logs = decode_logs(body, encoding, received_at_ns)
+    batch = _state().validator.build(logs.events, received_at_ns // 1000)
+    return _finish(batch.table, batch.rejected, received_at_ns, logs.ignored)
+
+
+def decode_events_job(headers: dict[str, str], body: bytes, received_at_ns: int) -> Decoded:
+    events = parse_http(headers, body)
+    batch = _state().validator.build(events, received_at_ns // 1000)
+    return _finish(batch.table, batch.rejected, received_at_ns)
+
+
+P = ParamSpec("P")
+
+
+class DecoderPool:
+    """Runs decoding jobs in worker processes (``workers`` > 0) or in a thread of this process."""
+
+    def __init__(self, settings: DecodeSettings, workers: int) -> None:
+        self.workers = workers
+        self._executor: Executor
+        if workers > 0:
+            # spawn, not fork: the node's process holds the ClickHouse engine and its threads.
+            self._executor = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+                initargs=(settings,),
+            )
+        else:
+            init_worker(settings)
+            self._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
+
+    async def run(self, job: Callable[P, Decoded], *args: P.args, **kwargs: P.kwargs) -> Decoded:
+        return await asyncio.wrap_future(self._executor.submit(job, *args, **kwargs))
+
+    def run_sync(self, job: Callable[P, Decoded], *args: P.args, **kwargs: P.kwargs) -> Decoded:
+        return self._executor.submit(job, *args, **kwargs).result()
+
+    def warm_up(self) -> None:
+        """Start every worker now rather than on the first request."""
+        if self.workers > 0:
+            futures = [self._executor.submit(os.getpid) for _ in range(self.workers * 2)]
+            for future in futures:
+                future.result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,167 @@
+"""The storage writer: moves acknowledged rows from the write-ahead log into ClickHouse.
+
+One thread reads the log from its checkpoint, gathers records into batches of
+``batch_rows`` rows or ``flush_interval`` seconds, writes them, then moves the
+checkpoint. While storage is down it retries the same batch with backoff; the log
+keeps taking acknowledged data up to its cap meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from collector.metrics import IngestMetrics
+from collector.sink import RowSink
+from collector.wal import Position, Record, WriteAheadLog
+from storage.client import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+SPANS, EVENTS, QUARANTINE = 1, 2, 3
+KIND_NAMES = {SPANS: "spans", EVENTS: "events", QUARANTINE: "quarantine"}
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def from_ipc(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()
+
+
+class StorageWriter:
+    """Drains the log into a ``RowSink`` on its own thread."""
+
+    def __init__(
+        self,
+        wal: WriteAheadLog,
+        sink: RowSink,
+        metrics: IngestMetrics,
+        batch_rows: int,
+        flush_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wal = wal
+        self.sink = sink
+        self.metrics = metrics
+        self.batch_rows = batch_rows
+        self.flush_interval = flush_interval
+        self.clock = clock
+        self.available = True
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="storage-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what the log holds (within ``timeout``), then stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything committed to the log is in storage (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.wal.checkpoint_position >= self.wal.committed:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        if self.wal.inflight is not None:
+            start, end = self.wal.inflight
+            records = [r for r in self.wal.read(start, 1 << 30) if r.end <= end]
+            if records:
+                self._write_until_done(records)
+        position = self.wal.checkpoint_position
+        while True:
+            if not self.wal.wait_for_data(position, 0.2):
+                if self._stop.is_set():
+                    return
+                continue
+            records = self._gather(position)
+            if not records:
+                continue
+            self.wal.begin(records[0].start, records[-1].end)
+            if not self._write_until_done(records):
+                return
+            position = records[-1].end
+
+    def _gather(self, position: Position) -> list[Record]:
+        """Records from ``position`` until ``batch_rows`` rows or ``flush_interval`` has passed."""
+        deadline = self.clock() + self.flush_interval
+        records: list[Record] = []
+        rows = 0
+        while rows < self.batch_rows:
+            for record in self.wal.read(position, 10_000):
+                records.append(record)
+                rows += _row_count(record.payload)
+                position = record.end
+                if rows >= self.batch_rows:
+                    break
+            remaining = deadline - self.clock()
+            if rows >= self.batch_rows or remaining <= 0 or self._stop.is_set():
+                break
+            self.wal.wait_for_data(position, min(remaining, 0.05))
+        return records
+
+    def _write_until_done(self, records: list[Record]) -> bool:
+        """Write ``records`` to storage, retrying while it is unavailable. False if stopped first."""
+        token = f"{records[0].start.segment}.{records[0].start.offset}-{records[-1].end.segment}.{records[-1].end.offset}"
+        delay = 0.1
+        while True:
+            try:
+                self._write(records, token)
+            except StorageUnavailable as exc:
+                if self.available:
+                    log.warning("storage unavailable; holding data in the write-ahead log", extra={"error": str(exc)})
+                self.available = False
+                self.last_error = str(exc)
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+                continue
+            if not self.available:
+                log.info("storage available again; writing the write-ahead log backlog")
+            self.available = True
+            self.last_error = ""
+            self.wal.checkpoint(records[-1].end)
+            return True
+
+    def _write(self, records: list[Record], token: str) -> None:
+        by_kind: dict[int, list[pa.Table]] = {}
+        for record in records:
+            by_kind.setdefault(record.kind, []).append(from_ipc(record.payload))
+        for kind, tables in sorted(by_kind.items()):
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            name = KIND_NAMES[kind]
+            started = time.perf_counter()
+            try:
+                if kind == SPANS:
+                    self.metrics.duplicates.inc(self.sink.write_spans(table, token), "spans")
+                elif kind == EVENTS:
+                    self.metrics.duplicates.inc(self.sink.write_events(table, token), "events")
+                else:
+                    self.sink.write_quarantine(table, token)
+            except StorageUnavailable:
+                self.metrics.insert_errors.inc(1, name)
+                raise
+            self.metrics.insert_latency.observe(time.perf_counter() - started, name)
+            self.metrics.rows_per_insert.observe(table.num_rows, name)
+            self.metrics.stored.inc(table.num_rows, name)
+
+
+def _row_count(payload: bytes) -> int:
+    reader = pa.ipc.open_stream(payload)
+    return sum(batch.num_rows for batch in reader)

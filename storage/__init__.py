@@ -1,0 +1,1 @@
+"""Milepost's storage: the ClickHouse schema, its migrations and the rows that cross into it."""

@@ -1,0 +1,226 @@
+"""The versioned schema: every table Milepost owns, created and upgraded by numbered migrations.
+
+A migration is never edited once released; a change is a new migration. TTLs come
+from the configuration and are re-applied at start when they change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+from milepost.config import StorageConfig
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# The span table follows the OpenTelemetry ClickHouse exporter's otel_traces: day partitions,
+# LowCardinality names, Map attributes, bloom filters on ids, codecs, TTL; plus the business
+# keys Milepost looks orders and SKUs up by. ReplacingMergeTree keyed on the span's identity
+# makes a re-sent span collapse; readers deduplicate with LIMIT 1 BY until parts merge.
+_SPANS = """
+CREATE TABLE IF NOT EXISTS spans (
+    timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    trace_id String CODEC(ZSTD(1)),
+    span_id String CODEC(ZSTD(1)),
+    parent_span_id String CODEC(ZSTD(1)),
+    trace_state String CODEC(ZSTD(1)),
+    span_name LowCardinality(String) CODEC(ZSTD(1)),
+    span_kind LowCardinality(String) CODEC(ZSTD(1)),
+    service_name LowCardinality(String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name String CODEC(ZSTD(1)),
+    scope_version String CODEC(ZSTD(1)),
+    span_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    duration_ns UInt64 CODEC(ZSTD(1)),
+    status_code LowCardinality(String) CODEC(ZSTD(1)),
+    status_message String CODEC(ZSTD(1)),
+    events_timestamp Array(DateTime64(9, 'UTC')) CODEC(ZSTD(1)),
+    events_name Array(LowCardinality(String)) CODEC(ZSTD(1)),
+    events_attributes Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    links_trace_id Array(String) CODEC(ZSTD(1)),
+    links_span_id Array(String) CODEC(ZSTD(1)),
+    links_trace_state Array(String) CODEC(ZSTD(1)),
+    links_attributes Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    order_id String CODEC(ZSTD(1)),
+    milestone LowCardinality(String) CODEC(ZSTD(1)),
+    sku String CODEC(ZSTD(1)),
+    store_id LowCardinality(String) CODEC(ZSTD(1)),
+    location_id LowCardinality(String) CODEC(ZSTD(1)),
+    channel LowCardinality(String) CODEC(ZSTD(1)),
+    promotion_id LowCardinality(String) CODEC(ZSTD(1)),
+    alias_kind LowCardinality(String) CODEC(ZSTD(1)),
+    alias_value String CODEC(ZSTD(1)),
+    received_at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_order_id order_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_sku sku TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(resource_attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(span_attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration duration_ns TYPE minmax GRANULARITY 1
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(timestamp)
+ORDER BY (service_name, span_name, toDateTime(timestamp), trace_id, span_id)
+TTL toDateTime(timestamp) + INTERVAL {spans_ttl_days} DAY
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000
+"""
+
+# Trace id -> time range, so a trace lookup reads spans inside a time bound (as the
+# exporter's otel_traces_trace_id_ts does) instead of scanning every partition.
+_TRACE_INDEX = """
+CREATE TABLE IF NOT EXISTS trace_index (
+    trace_id String CODEC(ZSTD(1)),
+    start DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    end DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(start)
+ORDER BY (trace_id, toUnixTimestamp(start))
+TTL toDateTime(start) + INTERVAL {spans_ttl_days} DAY
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000
+"""
+
+_TRACE_INDEX_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS trace_index_mv TO trace_index AS
+SELECT trace_id, min(timestamp) AS start, max(timestamp) AS end
+FROM spans
+GROUP BY trace_id
+"""
+
+# Integration events, keyed by their idempotency key (source, id): the writer skips keys
+# already stored, and the engine collapses any repeat that slips past it.
+_EVENTS = """
+CREATE TABLE IF NOT EXISTS events (
+    source LowCardinality(String) CODEC(ZSTD(1)),
+    id String CODEC(ZSTD(1)),
+    type LowCardinality(String) CODEC(ZSTD(1)),
+    spec_version LowCardinality(String) CODEC(ZSTD(1)),
+    time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    time_missing Bool,
+    received_at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    subject String CODEC(ZSTD(1)),
+    data_schema LowCardinality(String) CODEC(ZSTD(1)),
+    data_content_type LowCardinality(String) CODEC(ZSTD(1)),
+    data String CODEC(ZSTD(3)),
+    extensions Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    contract LowCardinality(String) CODEC(ZSTD(1)),
+    signal LowCardinality(String) CODEC(ZSTD(1)),
+    order_id String CODEC(ZSTD(1)),
+    milestone LowCardinality(String) CODEC(ZSTD(1)),
+    sku String CODEC(ZSTD(1)),
+    store_id LowCardinality(String) CODEC(ZSTD(1)),
+    location_id LowCardinality(String) CODEC(ZSTD(1)),
+    channel LowCardinality(String) CODEC(ZSTD(1)),
+    promotion_id LowCardinality(String) CODEC(ZSTD(1)),
+    alias_kind LowCardinality(String) CODEC(ZSTD(1)),
+    alias_value String CODEC(ZSTD(1)),
+    INDEX idx_order_id order_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_sku sku TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time time TYPE minmax GRANULARITY 1
+) ENGINE = ReplacingMergeTree
+ORDER BY (source, id)
+TTL toDateTime(received_at) + INTERVAL {events_ttl_days} DAY
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000
+"""
+
+_QUARANTINE = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    received_at DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    signal LowCardinality(String),
+    source String CODEC(ZSTD(1)),
+    id String CODEC(ZSTD(1)),
+    type LowCardinality(String),
+    position UInt32,
+    field String CODEC(ZSTD(1)),
+    value String CODEC(ZSTD(1)),
+    reason String CODEC(ZSTD(1)),
+    payload String CODEC(ZSTD(3))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(received_at)
+ORDER BY (signal, received_at)
+TTL toDateTime(received_at) + INTERVAL {quarantine_ttl_days} DAY
+SETTINGS non_replicated_deduplication_window = 1000
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "spans, trace index, integration events, quarantine",
+        (_SPANS, _TRACE_INDEX, _TRACE_INDEX_MV, _EVENTS, _QUARANTINE),
+    ),
+)
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    description String,
+    applied_at DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY version
+"""
+
+# Table -> the config attribute that holds its TTL in days.
+_TTLS = {
+    "spans": "spans_ttl_days",
+    "trace_index": "spans_ttl_days",
+    "events": "events_ttl_days",
+    "quarantine": "quarantine_ttl_days",
+}
+_TTL_COLUMN = {"spans": "timestamp", "trace_index": "start", "events": "received_at", "quarantine": "received_at"}
+
+
+def schema_version(client: Client) -> int:
+    client.command(_LEDGER)
+    return int(client.command("SELECT max(version) FROM schema_migrations") or 0)
+
+
+def migrate(
+    client: Client,
+    storage: StorageConfig,
+    progress: Callable[[str], None] = lambda _line: None,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Apply every migration newer than the store's version; return the version reached."""
+    current = schema_version(client)
+    ttl = {
+        "spans_ttl_days": storage.spans_ttl_days,
+        "events_ttl_days": storage.events_ttl_days,
+        "quarantine_ttl_days": storage.quarantine_ttl_days,
+    }
+    pending = [m for m in migrations if m.version > current]
+    for number, migration in enumerate(pending, start=1):
+        progress(f"migration {migration.version} ({number}/{len(pending)}): {migration.description}")
+        for statement in migration.statements:
+            client.command(statement.format(**ttl))
+        client.insert(
+            "schema_migrations",
+            [[migration.version, migration.description, datetime.now(UTC)]],
+            column_names=["version", "description", "applied_at"],
+        )
+        current = migration.version
+    _apply_ttls(client, storage, progress)
+    return current
+
+
+def _apply_ttls(client: Client, storage: StorageConfig, progress: Callable[[str], None]) -> None:
+    rows = client.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        parameters={"names": list(_TTLS)},
+    ).result_rows
+    for name, engine_full in rows:
+        days = int(getattr(storage, _TTLS[name]))
+        if f"toIntervalDay({days})" in engine_full or f"INTERVAL {days} DAY" in engine_full:
+            continue
+        progress(f"retention of {name} set to {days} days")
+        # Rewriting old parts now would stall the start; expired parts are dropped as they age.
+        client.command(
+            f"ALTER TABLE {name} MODIFY TTL toDateTime({_TTL_COLUMN[name]}) + INTERVAL {days} DAY",
+            settings={"materialize_ttl_after_modify": 0},
+        )

@@ -1,0 +1,92 @@
+"""Arrow layouts of the rows Milepost writes to ClickHouse.
+
+Decoders build tables with exactly these schemas; the writer hands them to
+``insert_arrow`` unchanged, so a column added here must be added to the DDL in
+``storage.schema`` in a new migration.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS_NS = pa.timestamp("ns", tz="UTC")
+TS_US = pa.timestamp("us", tz="UTC")
+ATTRS = pa.map_(pa.string(), pa.string())
+
+# Business keys read from spans (``retail.*`` attributes) and events (catalogue fields).
+BUSINESS_KEYS = (
+    "order_id",
+    "milestone",
+    "sku",
+    "store_id",
+    "location_id",
+    "channel",
+    "promotion_id",
+    "alias_kind",
+    "alias_value",
+)
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("timestamp", TS_NS),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("trace_state", pa.string()),
+        ("span_name", pa.string()),
+        ("span_kind", pa.string()),
+        ("service_name", pa.string()),
+        ("resource_attributes", ATTRS),
+        ("scope_name", pa.string()),
+        ("scope_version", pa.string()),
+        ("span_attributes", ATTRS),
+        ("duration_ns", pa.uint64()),
+        ("status_code", pa.string()),
+        ("status_message", pa.string()),
+        ("events_timestamp", pa.list_(TS_NS)),
+        ("events_name", pa.list_(pa.string())),
+        ("events_attributes", pa.list_(ATTRS)),
+        ("links_trace_id", pa.list_(pa.string())),
+        ("links_span_id", pa.list_(pa.string())),
+        ("links_trace_state", pa.list_(pa.string())),
+        ("links_attributes", pa.list_(ATTRS)),
+        *[(key, pa.string()) for key in BUSINESS_KEYS],
+        ("received_at", TS_US),
+    ]
+)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("id", pa.string()),
+        ("type", pa.string()),
+        ("spec_version", pa.string()),
+        # Event time; when the producer sent none, the arrival time (and time_missing is true).
+        ("time", TS_US),
+        ("time_missing", pa.bool_()),
+        ("received_at", TS_US),
+        ("subject", pa.string()),
+        ("data_schema", pa.string()),
+        ("data_content_type", pa.string()),
+        ("data", pa.string()),
+        ("extensions", ATTRS),
+        ("contract", pa.string()),
+        ("signal", pa.string()),
+        *[(key, pa.string()) for key in BUSINESS_KEYS],
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("received_at", TS_US),
+        ("signal", pa.string()),
+        ("source", pa.string()),
+        ("id", pa.string()),
+        ("type", pa.string()),
+        ("position", pa.uint32()),
+        ("field", pa.string()),
+        ("value", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+    ]
+)
