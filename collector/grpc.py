@@ -49,13 +49,15 @@ class TraceService:
         except Backpressure as exc:
             code = grpc.StatusCode.UNAVAILABLE if exc.unavailable else grpc.StatusCode.RESOURCE_EXHAUSTED
             context.abort_with_status(_retry_status(code, exc.reason, exc.retry_after))
-        except Exception:  # noqa: BLE001 - a transient failure must read as retryable, never INTERNAL
+        except Exception:
             log.exception("gRPC export failed unexpectedly")
             context.abort_with_status(_retry_status(grpc.StatusCode.UNAVAILABLE, "retry later", 1))
         return encode_trace_response(result.rejected, "protobuf")
 
 
-def start_grpc(ingest: Ingest, auth: Authenticator, host: str, port: int, max_message_bytes: int) -> grpc.Server:
+def start_grpc(
+    ingest: Ingest, auth: Authenticator, host: str, port: int, max_message_bytes: int
+) -> grpc.Server:
     """Start the gRPC server; the caller stops it with ``server.stop(grace)``."""
     service = TraceService(ingest, auth)
     handler = grpc.method_handlers_generic_handler(

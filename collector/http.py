@@ -24,7 +24,11 @@ from milepost.auth import Authenticator, AuthError
 
 log = logging.getLogger(__name__)
 
-_OTLP_TYPES = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf", "application/json": "json"}
+_OTLP_TYPES = {
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/json": "json",
+}
 
 
 class BodyTooLarge(Exception):
@@ -80,7 +84,9 @@ def _otlp_encoding(request: Request) -> str:
     return encoding
 
 
-def _status_response(status: int, message: str, encoding: str, headers: dict[str, str] | None = None) -> Response:
+def _status_response(
+    status: int, message: str, encoding: str, headers: dict[str, str] | None = None
+) -> Response:
     """An OTLP error answer: a google.rpc.Status in the request's encoding."""
     code = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}.get(status, 2)
     if encoding == "protobuf":
@@ -199,7 +205,9 @@ class IngestEndpoints:
 
     async def readyz(self, request: Request) -> Response:
         ok, detail = self.ready()
-        return JSONResponse({"status": "ready" if ok else "unavailable", "storage": detail}, 200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "storage": detail}, 200 if ok else 503
+        )
 
     async def prometheus(self, request: Request) -> Response:
         try:
@@ -217,9 +225,10 @@ class _Slot:
 
     def __enter__(self) -> None:
         if self.endpoints.inflight >= self.endpoints.max_inflight:
-            raise Backpressure("Too many requests in flight; retry shortly.", retry_after=1, unavailable=False)
+            raise Backpressure(
+                "Too many requests in flight; retry shortly.", retry_after=1, unavailable=False
+            )
         self.endpoints.inflight += 1
 
     def __exit__(self, *exc: object) -> None:
         self.endpoints.inflight -= 1
-

@@ -104,9 +104,13 @@ class Ingest:
                 if not available
                 else "The node is writing a backlog; retry later."
             )
-            raise Backpressure(reason, retry_after=5 if not available else 1, unavailable=not available) from exc
+            raise Backpressure(
+                reason, retry_after=5 if not available else 1, unavailable=not available
+            ) from exc
         except WalClosed as exc:
-            raise Backpressure("The node is shutting down; retry later.", retry_after=5, unavailable=True) from exc
+            raise Backpressure(
+                "The node is shutting down; retry later.", retry_after=5, unavailable=True
+            ) from exc
 
     def _count(self, decoded: Decoded, signal: str, started: float) -> IngestResult:
         self.metrics.accepted.inc(decoded.rows, signal)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
+
+class _Metric(Protocol):
+    def render(self) -> Iterable[str]: ...
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZE_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000)
@@ -89,11 +94,17 @@ class IngestMetrics:
     def __init__(self) -> None:
         self.accepted = Counter("milepost_accepted_total", "Items acknowledged (durable).", ("signal",))
         self.rejected = Counter("milepost_rejected_total", "Items refused at ingest.", ("signal",))
-        self.quarantined = Counter("milepost_quarantined_total", "Refused items kept in quarantine.", ("signal",))
+        self.quarantined = Counter(
+            "milepost_quarantined_total", "Refused items kept in quarantine.", ("signal",)
+        )
         self.duplicates = Counter("milepost_duplicates_total", "Repeats stored once.", ("signal",))
-        self.requests = Counter("milepost_requests_total", "Ingest requests by answer.", ("endpoint", "status"))
+        self.requests = Counter(
+            "milepost_requests_total", "Ingest requests by answer.", ("endpoint", "status")
+        )
         self.stored = Counter("milepost_stored_rows_total", "Rows written to ClickHouse.", ("table",))
-        self.insert_errors = Counter("milepost_insert_errors_total", "Failed writes to ClickHouse.", ("table",))
+        self.insert_errors = Counter(
+            "milepost_insert_errors_total", "Failed writes to ClickHouse.", ("table",)
+        )
         self.insert_latency = Histogram(
             "milepost_insert_seconds", "Time of one insert into ClickHouse.", _LATENCY_BUCKETS, ("table",)
         )
@@ -101,7 +112,10 @@ class IngestMetrics:
             "milepost_rows_per_insert", "Rows in one insert into ClickHouse.", _SIZE_BUCKETS, ("table",)
         )
         self.ack_latency = Histogram(
-            "milepost_ack_seconds", "Time from request to durable acknowledgement.", _LATENCY_BUCKETS, ("signal",)
+            "milepost_ack_seconds",
+            "Time from request to durable acknowledgement.",
+            _LATENCY_BUCKETS,
+            ("signal",),
         )
         self.gauges: list[Gauge] = []
 
@@ -110,7 +124,7 @@ class IngestMetrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in (
+        metrics: tuple[_Metric, ...] = (
             self.accepted,
             self.rejected,
             self.quarantined,
@@ -122,6 +136,7 @@ class IngestMetrics:
             self.rows_per_insert,
             self.ack_latency,
             *self.gauges,
-        ):
+        )
+        for metric in metrics:
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

@@ -43,13 +43,26 @@ class PersonalData:
     def __init__(self, fields: Iterable[str] = DEFAULT_FIELDS, key: bytes = b"milepost") -> None:
         self.fields = frozenset(f.lower() for f in fields)
         self._key = key
+        self._verdicts: dict[str, bool] = {}
 
     def is_personal(self, name: str) -> bool:
+        """Whether field or attribute ``name`` holds personal data (decided by name alone, cached)."""
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            verdict = self._decide(name)
+            if len(self._verdicts) < 100_000:  # attribute names are few; never grow without bound
+                self._verdicts[name] = verdict
+        return verdict
+
+    def _decide(self, name: str) -> bool:
         lowered = name.lower()
         if lowered in self.fields:
             return True
         last = lowered.rsplit(".", 1)[-1]
         if last in self.fields:
+            return True
+        # customer_email, contact_phone, billing.first_name: a personal field under a prefix.
+        if any(last.endswith("_" + f) for f in self.fields):
             return True
         # "customer.name" and "customer_name" style keys: a name that belongs to a person.
         return last == "name" and ("customer" in lowered or "user" in lowered or "person" in lowered)

@@ -37,7 +37,7 @@ def first_of_each(table: pa.Table, keys: list[str]) -> pa.Table:
     firsts = numbered.group_by(keys, use_threads=False).aggregate([("__row", "min")]).column("__row_min")
     if len(firsts) == table.num_rows:
         return table
-    return table.take(pc.sort_indices(firsts))
+    return table.take(pc.take(firsts, pc.array_sort_indices(firsts)))
 
 
 def _key(table: pa.Table, first: str, second: str) -> pa.Array:
@@ -58,7 +58,7 @@ class ClickHouseSink:
     def write_spans(self, table: pa.Table, token: str) -> int:
         unique = first_of_each(table, ["trace_id", "span_id"])
         self._insert("spans", unique, token)
-        return table.num_rows - unique.num_rows
+        return int(table.num_rows - unique.num_rows)
 
     def write_events(self, table: pa.Table, token: str) -> int:
         unique = first_of_each(table, ["source", "id"])
@@ -67,7 +67,8 @@ class ClickHouseSink:
                 self.client.command("TRUNCATE TABLE events_incoming")
                 self.client.insert_arrow("events_incoming", unique.select(["source", "id"]))
                 stored = self.client.query_arrow(
-                    "SELECT source, id FROM events WHERE (source, id) IN (SELECT source, id FROM events_incoming)",
+                    "SELECT source, id FROM events "
+                    "WHERE (source, id) IN (SELECT source, id FROM events_incoming)",
                     use_strings=True,
                 )
             except Exception as exc:
@@ -78,7 +79,7 @@ class ClickHouseSink:
             fresh = unique.filter(pc.invert(seen))
         if fresh.num_rows:
             self._insert("events", fresh.cast(EVENT_SCHEMA), token)
-        return table.num_rows - fresh.num_rows
+        return int(table.num_rows - fresh.num_rows)
 
     def write_quarantine(self, table: pa.Table, token: str) -> None:
         self._insert("quarantine", table, token)
@@ -86,7 +87,7 @@ class ClickHouseSink:
     def ping(self) -> bool:
         try:
             return bool(self.client.command("SELECT 1") == 1)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means not reachable
             return False
 
     def _insert(self, name: str, table: pa.Table, token: str) -> None:

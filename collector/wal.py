@@ -12,6 +12,7 @@ Record layout: ``<u32 payload length><u32 crc32 of kind+payload><u8 kind><payloa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -92,7 +93,9 @@ class WriteAheadLog:
             if self._closed:
                 raise WalClosed("The write-ahead log is closed.")
             if self.depth_bytes() + self._pending_bytes + size > self.max_bytes:
-                raise WalFull(f"The write-ahead log holds {self.depth_bytes()} bytes, its cap is {self.max_bytes}.")
+                raise WalFull(
+                    f"The write-ahead log holds {self.depth_bytes()} bytes, its cap is {self.max_bytes}."
+                )
             self._pending.append(_Pending(records, size, future))
             self._pending_bytes += size
             self._lock.notify_all()
@@ -111,6 +114,7 @@ class WriteAheadLog:
                 end = self._write(batch)
             except OSError as exc:
                 log.error("write-ahead log write failed", extra={"error": str(exc)})
+                self._rewind()
                 for item in batch:
                     item.future.set_exception(exc)
                 continue
@@ -140,6 +144,26 @@ class WriteAheadLog:
         self._file.flush()
         os.fdatasync(self._file.fileno())
         return Position(segment, offset)
+
+    def _rewind(self) -> None:
+        """Cut off what a failed write left past the last commit.
+
+        Those records were never acknowledged; left in place, the next batch would be
+        written after them while its positions were counted from the commit point.
+        """
+        segment, offset = self.committed
+        with contextlib.suppress(OSError):  # closing flushes what is still buffered, which failed already
+            self._file.close()
+        try:
+            for number in [n for n in self._sizes if n > segment]:
+                self._path(number).unlink(missing_ok=True)
+                del self._sizes[number]
+            with open(self._path(segment), "r+b") as handle:
+                handle.truncate(offset)
+            self._sizes[segment] = offset
+        except OSError as exc:
+            log.error("write-ahead log could not cut a failed write", extra={"error": str(exc)})
+        self._file = open(self._path(segment), "ab")  # noqa: SIM115
 
     # -- reading and checkpointing -----------------------------------------------------------
 
@@ -195,7 +219,9 @@ class WriteAheadLog:
 
     def depth_bytes(self) -> int:
         """Bytes committed but not yet in storage."""
-        total = sum(size for number, size in self._sizes.items() if number >= self.checkpoint_position.segment)
+        # A copy: the committer adds segments and checkpoint() removes them from other threads.
+        sizes = list(self._sizes.items())
+        total = sum(size for number, size in sizes if number >= self.checkpoint_position.segment)
         return max(0, total - self.checkpoint_position.offset)
 
     def close(self) -> None:
@@ -241,7 +267,9 @@ class WriteAheadLog:
                 continue
             self._sizes[number] = self._valid_length(self._path(number))
             if self._sizes[number] != self._path(number).stat().st_size:
-                log.warning("write-ahead log segment %s had a torn record; cut at %s", number, self._sizes[number])
+                log.warning(
+                    "write-ahead log segment %s had a torn record; cut at %s", number, self._sizes[number]
+                )
                 with open(self._path(number), "r+b") as handle:
                     handle.truncate(self._sizes[number])
         if not self._sizes:

@@ -65,7 +65,10 @@ class StorageWriter:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write what the log holds (within ``timeout``), then stop."""
+        """Write what the log holds without waiting for a full batch (within ``timeout``), then stop.
+
+        If storage is down, the data stays in the log for the next start.
+        """
         self._stop.set()
         self._thread.join(timeout)
 
@@ -118,14 +121,17 @@ class StorageWriter:
 
     def _write_until_done(self, records: list[Record]) -> bool:
         """Write ``records`` to storage, retrying while it is unavailable. False if stopped first."""
-        token = f"{records[0].start.segment}.{records[0].start.offset}-{records[-1].end.segment}.{records[-1].end.offset}"
+        first, last = records[0].start, records[-1].end
+        token = f"{first.segment}.{first.offset}-{last.segment}.{last.offset}"
         delay = 0.1
         while True:
             try:
                 self._write(records, token)
             except StorageUnavailable as exc:
                 if self.available:
-                    log.warning("storage unavailable; holding data in the write-ahead log", extra={"error": str(exc)})
+                    log.warning(
+                        "storage unavailable; holding data in the write-ahead log", extra={"error": str(exc)}
+                    )
                 self.available = False
                 self.last_error = str(exc)
                 if self._stop.wait(delay):

@@ -74,7 +74,11 @@ def _span_json(row: dict[str, Any]) -> dict[str, Any]:
         "events": [
             {"time": _iso(t), "time_unix_nano": ns, "name": n, "attributes": dict(a)}
             for t, ns, n, a in zip(
-                row["events_timestamp"], row["events_ns"], row["events_name"], row["events_attributes"], strict=True
+                row["events_timestamp"],
+                row["events_ns"],
+                row["events_name"],
+                row["events_attributes"],
+                strict=True,
             )
         ],
         "links": [
@@ -92,4 +96,3 @@ def _span_json(row: dict[str, Any]) -> dict[str, Any]:
         "sku": row["sku"],
         "store_id": row["store_id"],
     }
-

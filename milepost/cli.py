@@ -17,7 +17,7 @@ from milepost.config import Config, ConfigError, load_config, mask_url
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"milepost: {message[0].upper()}{message[1:]}. See 'milepost {self.prog.split()[-1]} --help'.\n")
+        self.exit(2, f"milepost: {message[0].upper()}{message[1:]}. See '{self.prog} --help'.\n")
 
 
 def _say(line: str) -> None:
@@ -30,12 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="run the node: ingest, correlation, alerts, query API", description="Run a Milepost node."
+        "serve",
+        help="run the node: ingest, correlation, alerts, query API",
+        description="Run a Milepost node.",
     )
     serve.add_argument("--config", type=Path, help="YAML configuration file (every key optional)")
-    serve.add_argument("--data-dir", type=Path, default=Path("milepost-data"), help="default: ./milepost-data")
+    serve.add_argument(
+        "--data-dir", type=Path, default=Path("milepost-data"), help="default: ./milepost-data"
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="HTTP port for OTLP/HTTP, CloudEvents and the API (default 4318)")
+    serve.add_argument(
+        "--port", type=int, help="HTTP port for OTLP/HTTP, CloudEvents and the API (default 4318)"
+    )
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317; 0 turns gRPC off)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -43,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="create or upgrade the schema", description="Create or upgrade the ClickHouse schema."
     )
     migrate.add_argument("--config", type=Path, help="YAML configuration file")
-    migrate.add_argument("--data-dir", type=Path, default=Path("milepost-data"), help="for the embedded store")
+    migrate.add_argument(
+        "--data-dir", type=Path, default=Path("milepost-data"), help="for the embedded store"
+    )
     return parser
 
 
@@ -56,7 +64,9 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
     }
     for key in ("port", "grpc_port"):
         if key in changes and not 0 <= changes[key] <= 65535:
-            raise ConfigError(f"Flag '--{key.replace('_', '-')}' has value '{changes[key]}'. Must be 0 to 65535.")
+            raise ConfigError(
+                f"Flag '--{key.replace('_', '-')}' has value '{changes[key]}'. Must be 0 to 65535."
+            )
     return dataclasses.replace(config, server=dataclasses.replace(server, **changes))
 
 
@@ -91,7 +101,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     node.start_grpc(host, config.server.grpc_port)
     grpc_line = f", OTLP/gRPC on {host}:{config.server.grpc_port}" if config.server.grpc_port else ""
-    _say(f"listening on http://{host}:{port} (OTLP/HTTP /v1/traces, CloudEvents /v1/events, API /api/v1){grpc_line}")
+    endpoints = "OTLP/HTTP /v1/traces, CloudEvents /v1/events, API /api/v1"
+    _say(f"listening on http://{host}:{port} ({endpoints}){grpc_line}")
     _say(f"health: http://{host}:{port}/readyz  metrics: http://{host}:{port}/metrics  data: {args.data_dir}")
     server = _NodeServer(
         uvicorn.Config(

@@ -107,7 +107,7 @@ class Token:
 @dataclass(frozen=True)
 class PrivacyConfig:
     hash_fields: tuple[str, ...] = ()
-    hash_key: Secret = Secret("milepost")
+    hash_key: str = field(default_factory=lambda: Secret("milepost"))
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class Config:
     sla: tuple[Mapping[str, Any], ...] | None = None
     promotions: Mapping[str, Any] = field(default_factory=dict)
     mapping: Mapping[str, Any] = field(default_factory=dict)
-    alerts: Mapping[str, Any] = field(default_factory=dict)
+    alerts: Mapping[str, Any] = field(default_factory=dict, repr=False)  # apprise URLs carry credentials
 
 
 SCOPES = frozenset({"ingest", "read", "admin"})
@@ -153,9 +153,15 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"Config file '{path}' is not valid YAML: {exc}.") from None
+            # The parser's own message quotes the offending line, which may hold a token or password.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "it cannot be parsed"
+            raise ConfigError(f"Config file '{path}' is not valid YAML{where}: {problem}.") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"Config file '{path}' must hold a mapping of sections, not {type(loaded).__name__}.")
+            raise ConfigError(
+                f"Config file '{path}' must hold a mapping of sections, not {type(loaded).__name__}."
+            )
         raw = dict(loaded or {})
     _apply_environment(raw, os.environ if environ is None else environ)
     return parse_config(raw)
@@ -191,7 +197,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         keys = _SECTIONS[section]
         if keys is not None:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"Config '{section}' has value '{value}'. Must be a mapping.")
+                # Not the value: a misplaced section may hold a password or token.
+                raise ConfigError(f"Config '{section}' must be a mapping, not {type(value).__name__}.")
             for key in value:
                 if key not in keys:
                     raise ConfigError(
@@ -212,7 +219,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         raise ConfigError(f"Config 'sla' has value '{sla}'. Must be a list of rules.")
     for section in ("promotions", "mapping", "alerts"):
         if section in raw and not isinstance(raw[section], Mapping):
-            raise ConfigError(f"Config '{section}' has value '{raw[section]}'. Must be a mapping.")
+            raise ConfigError(f"Config '{section}' must be a mapping, not {type(raw[section]).__name__}.")
     events = _section(raw, "events")
     contracts = events.get("contracts", [])
     if not isinstance(contracts, list):
@@ -220,9 +227,10 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     return Config(
         storage=StorageConfig(
             url=Secret(url),
-            spans_ttl_days=_int(storage, "storage", "spans_ttl_days", 30, 1),
-            events_ttl_days=_int(storage, "storage", "events_ttl_days", 400, 1),
-            quarantine_ttl_days=_int(storage, "storage", "quarantine_ttl_days", 90, 1),
+            # ClickHouse DateTime ends in 2106: a longer retention would wrap and expire everything.
+            spans_ttl_days=_int(storage, "storage", "spans_ttl_days", 30, 1, 3650),
+            events_ttl_days=_int(storage, "storage", "events_ttl_days", 400, 1, 3650),
+            quarantine_ttl_days=_int(storage, "storage", "quarantine_ttl_days", 90, 1, 3650),
         ),
         server=ServerConfig(
             host=str(server.get("host", "127.0.0.1")),
@@ -258,9 +266,16 @@ def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _int(section: Mapping[str, Any], name: str, key: str, default: int, low: int, high: int | None = None) -> int:
+def _int(
+    section: Mapping[str, Any], name: str, key: str, default: int, low: int, high: int | None = None
+) -> int:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f" between {low} and {high}" if high is not None else f" of at least {low}"
         raise ConfigError(f"Config '{name}.{key}' has value '{value}'. Must be a whole number{bound}.")
     return value
@@ -275,12 +290,14 @@ def _list(section: Mapping[str, Any], name: str, key: str) -> list[Any]:
 
 def _tokens(entries: Any) -> tuple[Token, ...]:
     if not isinstance(entries, list):
-        raise ConfigError(f"Config 'auth.tokens' has value '{entries}'. Must be a list.")
+        raise ConfigError(f"Config 'auth.tokens' must be a list of tokens, not {type(entries).__name__}.")
     tokens = []
     for index, entry in enumerate(entries):
         where = f"auth.tokens[{index}]"
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"Config '{where}' must be a mapping with name, token or token_sha256, and scopes.")
+            raise ConfigError(
+                f"Config '{where}' must be a mapping with name, token or token_sha256, and scopes."
+            )
         unknown = set(entry) - {"name", "token", "token_sha256", "scopes", "stores"}
         if unknown:
             raise ConfigError(f"Config '{where}.{sorted(unknown)[0]}' is not a known key.")
@@ -297,10 +314,14 @@ def _tokens(entries: Any) -> tuple[Token, ...]:
             raise ConfigError(f"Config '{where}' ({name}) needs token or token_sha256.")
         scopes = entry.get("scopes", ["read"])
         if not isinstance(scopes, list) or not scopes:
-            raise ConfigError(f"Config '{where}.scopes' has value '{scopes}'. Must be a list of ingest, read, admin.")
+            raise ConfigError(
+                f"Config '{where}.scopes' has value '{scopes}'. Must be a list of ingest, read, admin."
+            )
         for scope in scopes:
             if scope not in SCOPES:
-                raise ConfigError(f"Config '{where}.scopes' has value '{scope}'. Not one of admin, ingest, read.")
+                raise ConfigError(
+                    f"Config '{where}.scopes' has value '{scope}'. Not one of admin, ingest, read."
+                )
         stores = entry.get("stores", [])
         if not isinstance(stores, list):
             raise ConfigError(f"Config '{where}.stores' has value '{stores}'. Must be a list of store ids.")

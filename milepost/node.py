@@ -72,13 +72,19 @@ class Node:
         self.query_client = open_client(url, self.data_dir)
         self._clients = [writer_client, self.query_client]
         migrate(writer_client, self.config.storage, self.progress)
-        self.wal = WriteAheadLog(self.data_dir / "wal", self.config.wal.segment_bytes, self.config.wal.max_bytes)
+        self.wal = WriteAheadLog(
+            self.data_dir / "wal", self.config.wal.segment_bytes, self.config.wal.max_bytes
+        )
         backlog = self.wal.depth_bytes()
         if backlog:
             self.progress(f"replaying {backlog} bytes of acknowledged data from the write-ahead log")
         self.sink = self.wrap_sink(ClickHouseSink(writer_client))
         self.writer = StorageWriter(
-            self.wal, self.sink, self.metrics, self.config.writer.batch_rows, self.config.writer.flush_interval
+            self.wal,
+            self.sink,
+            self.metrics,
+            self.config.writer.batch_rows,
+            self.config.writer.flush_interval,
         )
         self.writer.start()
         workers = self.config.server.decode_workers or (os.cpu_count() or 2)
@@ -89,11 +95,17 @@ class Node:
         self.decoder = DecoderPool(settings, workers)
         self.decoder.warm_up()
         self.ingest = Ingest(self.wal, self.decoder, self.metrics, lambda: self.writer.available)
-        self.metrics.gauge("milepost_wal_bytes", "Acknowledged bytes not yet in storage.", self.wal.depth_bytes)
         self.metrics.gauge(
-            "milepost_wal_records", "Records committed to the log since start.", lambda: self.wal.records_committed
+            "milepost_wal_bytes", "Acknowledged bytes not yet in storage.", self.wal.depth_bytes
         )
-        self.metrics.gauge("milepost_storage_up", "1 when the last write succeeded.", lambda: self.writer.available)
+        self.metrics.gauge(
+            "milepost_wal_records",
+            "Records committed to the log since start.",
+            lambda: self.wal.records_committed,
+        )
+        self.metrics.gauge(
+            "milepost_storage_up", "1 when the last write succeeded.", lambda: self.writer.available
+        )
 
     def ready(self) -> tuple[bool, str]:
         if not self.writer.available:
@@ -124,7 +136,9 @@ class Node:
 
     def start_grpc(self, host: str, port: int) -> None:
         if port:
-            self.grpc_server = start_grpc(self.ingest, self.auth, host, port, self.config.server.max_body_bytes)
+            self.grpc_server = start_grpc(
+                self.ingest, self.auth, host, port, self.config.server.max_body_bytes
+            )
 
     def close(self) -> None:
         """Stop taking data, write everything acknowledged to storage, release the directory."""
@@ -133,8 +147,7 @@ class Node:
             self.grpc_server = None
         if getattr(self, "writer", None) is None:
             return
-        self.writer.wait_idle(timeout=30)
-        self.writer.stop()
+        self.writer.stop(timeout=60)
         self.wal.close()
         self.decoder.close()
         for client in self._clients:

@@ -173,12 +173,17 @@ _TTLS = {
     "events": "events_ttl_days",
     "quarantine": "quarantine_ttl_days",
 }
-_TTL_COLUMN = {"spans": "timestamp", "trace_index": "start", "events": "received_at", "quarantine": "received_at"}
+_TTL_COLUMN = {
+    "spans": "timestamp",
+    "trace_index": "start",
+    "events": "received_at",
+    "quarantine": "received_at",
+}
 
 
 def schema_version(client: Client) -> int:
     client.command(_LEDGER)
-    return int(client.command("SELECT max(version) FROM schema_migrations") or 0)
+    return int(client.query("SELECT max(version) FROM schema_migrations").result_rows[0][0] or 0)
 
 
 def migrate(
@@ -211,7 +216,8 @@ def migrate(
 
 def _apply_ttls(client: Client, storage: StorageConfig, progress: Callable[[str], None]) -> None:
     rows = client.query(
-        "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        "SELECT name, engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name IN {names:Array(String)}",
         parameters={"names": list(_TTLS)},
     ).result_rows
     for name, engine_full in rows:

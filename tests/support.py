@@ -77,7 +77,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it
         self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env, cwd=REPO)
         log.close()
-        wait_until(lambda: self._ready_or_dead(), timeout, f"node on {self.url} to be ready")
+        wait_until(self._ready_or_dead, timeout, f"node on {self.url} to be ready")
         if self.process.poll() is not None:
             raise AssertionError(f"node exited with {self.process.returncode}: {self.log()}")
         return self
@@ -121,7 +121,11 @@ def store_query(data_dir: Path, sql: str) -> list[list[Any]]:
         "print(json.dumps([list(r) for r in rows], default=str))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script, str(data_dir), sql], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-c", script, str(data_dir), sql],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     if out.returncode != 0:
         raise AssertionError(f"store query failed: {out.stderr[-2000:]}")
@@ -156,7 +160,9 @@ def in_process_node(
     node = Node(config, data_dir, wrap_sink=wrap_sink)
     node.open()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(node.app(), host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(node.app(), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     running = InProcessNode(node, server, thread, port)

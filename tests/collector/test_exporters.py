@@ -23,7 +23,9 @@ Factory = Callable[[NodeProcess], SpanExporter]
 
 EXPORTERS: dict[str, Factory] = {
     "http-protobuf": lambda n: ProtoHttpExporter(endpoint=f"{n.url}/v1/traces"),
-    "http-protobuf-gzip": lambda n: ProtoHttpExporter(endpoint=f"{n.url}/v1/traces", compression=Compression.Gzip),
+    "http-protobuf-gzip": lambda n: ProtoHttpExporter(
+        endpoint=f"{n.url}/v1/traces", compression=Compression.Gzip
+    ),
     "http-json": lambda n: JsonHttpExporter(endpoint=f"{n.url}/v1/traces"),
     "grpc": lambda n: GrpcExporter(endpoint=f"127.0.0.1:{n.grpc_port}", insecure=True),
 }
@@ -31,7 +33,9 @@ EXPORTERS: dict[str, Factory] = {
 
 def make_spans(order_id: str) -> list[ReadableSpan]:
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "web-shop", "deployment.env": "test"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "web-shop", "deployment.env": "test"})
+    )
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("checkout", "1.2.3")
     with tracer.start_as_current_span("POST /checkout", kind=SpanKind.SERVER) as root:
@@ -106,7 +110,11 @@ def test_sdk_exporter_spans_read_back_exactly(node: NodeProcess, exporter_name: 
     # Personal data is hashed at ingest, never stored as sent.
     assert attributes["customer.email"].startswith("sha256:")
     assert "jane@example.com" not in str(stored)
-    assert (root["order_id"], root["milestone"], root["store_id"]) == (f"W-{exporter_name}", "accepted", "042")
+    assert (root["order_id"], root["milestone"], root["store_id"]) == (
+        f"W-{exporter_name}",
+        "accepted",
+        "042",
+    )
     assert [e["name"] for e in root["events"]] == ["cart.validated"]
     assert root["events"][0]["attributes"] == {"lines": "2"}
     assert root["events"][0]["time_unix_nano"] == spans[-1].events[0].timestamp
