@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -20,6 +21,7 @@ from collector.ingest import Backpressure, Ingest, IngestResult
 from collector.metrics import IngestMetrics
 from collector.model import DecodeError, Rejection, UnsupportedMediaType
 from collector.otlp import encode_logs_response, encode_trace_response
+from collector.quarantine import Quarantine
 from milepost.auth import Authenticator, AuthError
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,10 @@ class IngestEndpoints:
         max_body_bytes: int,
         max_inflight: int,
         ready: Callable[[], tuple[bool, str]],
+        quarantine: Quarantine,
     ) -> None:
         self.ingest = ingest
+        self.quarantine = quarantine
         self.auth = auth
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -134,6 +138,8 @@ class IngestEndpoints:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/api/v1/quarantine", self.quarantined, methods=["GET"]),
+            Route("/api/v1/quarantine/reprocess", self.reprocess, methods=["POST"]),
         ]
 
     async def traces(self, request: Request) -> Response:
@@ -215,6 +221,44 @@ class IngestEndpoints:
         except AuthError as exc:
             return JSONResponse({"error": exc.reason, "detail": None}, exc.status)
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def quarantined(self, request: Request) -> Response:
+        """``GET /api/v1/quarantine?signal=&limit=``: refused items with their reasons, newest first."""
+        try:
+            self.auth.check(request.headers.get("authorization"), "read")
+        except AuthError as exc:
+            return JSONResponse({"error": exc.reason, "detail": None}, exc.status)
+        signal = request.query_params.get("signal")
+        if signal is not None and signal not in ("traces", "events", "logs"):
+            return JSONResponse(
+                {"error": f"Parameter 'signal' has value '{signal[:40]}'. Use traces, events or logs."}, 400
+            )
+        limit = _limit(request.query_params.get("limit"))
+        if limit is None:
+            return JSONResponse({"error": "Parameter 'limit' must be a whole number from 1 to 1000."}, 400)
+        return JSONResponse(await run_in_threadpool(self.quarantine.unresolved, signal, limit))
+
+    async def reprocess(self, request: Request) -> Response:
+        """``POST /api/v1/quarantine/reprocess?limit=``: re-validate quarantined events (admin)."""
+        try:
+            self.auth.check(request.headers.get("authorization"), "admin")
+            limit = _limit(request.query_params.get("limit"))
+            if limit is None:
+                return JSONResponse(
+                    {"error": "Parameter 'limit' must be a whole number from 1 to 1000."}, 400
+                )
+            return JSONResponse(await self.quarantine.reprocess(limit))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer, never a 500
+            status, message, headers = self._failure(exc)
+            return JSONResponse({"error": message, "detail": None}, status, headers)
+
+
+def _limit(text: str | None, default: int = 100) -> int | None:
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        return None
+    return int(text)
 
 
 class _Slot:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+
 class _Metric(Protocol):
     def render(self) -> Iterable[str]: ...
 

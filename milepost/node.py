@@ -23,6 +23,7 @@ from collector.grpc import start_grpc
 from collector.http import IngestEndpoints
 from collector.ingest import Ingest
 from collector.metrics import IngestMetrics
+from collector.quarantine import Quarantine
 from collector.sink import ClickHouseSink, RowSink
 from collector.wal import WriteAheadLog
 from collector.writer import StorageWriter
@@ -124,6 +125,7 @@ class Node:
             self.config.server.max_body_bytes,
             self.config.server.max_inflight_requests,
             self.ready,
+            Quarantine(self.query_client, self.ingest, self.decoder),
         )
         query = QueryEndpoints(TraceReader(self.query_client), self.auth)
 

@@ -150,12 +150,24 @@ TTL toDateTime(received_at) + INTERVAL {quarantine_ttl_days} DAY
 SETTINGS non_replicated_deduplication_window = 1000
 """
 
+# Quarantined events that a later reprocess accepted; listing quarantine leaves them out.
+_QUARANTINE_RESOLVED = """
+CREATE TABLE IF NOT EXISTS quarantine_resolved (
+    signal LowCardinality(String),
+    source String,
+    id String,
+    resolved_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (signal, source, id)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "spans, trace index, integration events, quarantine",
         (_SPANS, _TRACE_INDEX, _TRACE_INDEX_MV, _EVENTS, _QUARANTINE),
     ),
+    Migration(2, "quarantine reprocessing ledger", (_QUARANTINE_RESOLVED,)),
 )
 
 _LEDGER = """
