@@ -28,6 +28,12 @@ from collector.sink import ClickHouseSink, RowSink
 from collector.wal import WriteAheadLog
 from collector.writer import StorageWriter
 from correlator.api import QueryEndpoints
+from correlator.mapping import Mapper
+from correlator.orders import OrderReader
+from correlator.propagation import parse_promotions
+from correlator.rules import parse_mapping
+from correlator.sink import CorrelatingSink
+from correlator.sla import parse_sla
 from correlator.traces import TraceReader
 from milepost.auth import Authenticator
 from milepost.config import Config, mask_url
@@ -58,6 +64,10 @@ class Node:
         self.progress = progress
         self.metrics = IngestMetrics()
         self.auth = Authenticator(config.tokens)
+        # Correlator settings are validated before anything starts, so a bad rule fails fast.
+        self.sla = parse_sla(config.sla)
+        self.mapping = parse_mapping(config.mapping)
+        self.promotions = parse_promotions(config.promotions)
         self._lock_file: IO[str] | None = None
         self._clients: list[Client] = []
         self.grpc_server: grpc.Server | None = None
@@ -79,7 +89,9 @@ class Node:
         backlog = self.wal.depth_bytes()
         if backlog:
             self.progress(f"replaying {backlog} bytes of acknowledged data from the write-ahead log")
-        self.sink = self.wrap_sink(ClickHouseSink(writer_client))
+        self.sink = self.wrap_sink(
+            CorrelatingSink(ClickHouseSink(writer_client), writer_client, Mapper(self.mapping))
+        )
         self.writer = StorageWriter(
             self.wal,
             self.sink,
@@ -127,7 +139,9 @@ class Node:
             self.ready,
             Quarantine(self.query_client, self.ingest, self.decoder),
         )
-        query = QueryEndpoints(TraceReader(self.query_client), self.auth)
+        query = QueryEndpoints(
+            TraceReader(self.query_client), OrderReader(self.query_client, self.sla), self.auth
+        )
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:

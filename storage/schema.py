@@ -161,6 +161,139 @@ CREATE TABLE IF NOT EXISTS quarantine_resolved (
 ORDER BY (signal, source, id)
 """
 
+# -- correlator tables -------------------------------------------------------------------------
+# Every row is stored under the id its producer used; identity (which ids are one order) is
+# resolved from order_links, so a late alias never requires rewriting a timeline row. Each
+# table is keyed by the row's identity (ReplacingMergeTree), so a replayed batch collapses.
+
+_TIMELINE = """
+CREATE TABLE IF NOT EXISTS timeline (
+    order_key String CODEC(ZSTD(1)),
+    kind LowCardinality(String),
+    name LowCardinality(String),
+    time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    source LowCardinality(String),
+    event_key String CODEC(ZSTD(1)),
+    event_type LowCardinality(String),
+    trace_id String CODEC(ZSTD(1)),
+    span_id String CODEC(ZSTD(1)),
+    store_id LowCardinality(String),
+    channel LowCardinality(String),
+    fulfillment LowCardinality(String),
+    status LowCardinality(String),
+    detail String CODEC(ZSTD(3))
+) ENGINE = ReplacingMergeTree
+ORDER BY (order_key, event_key, kind, name)
+SETTINGS non_replicated_deduplication_window = 1000
+"""
+
+_ORDER_LINKS = """
+CREATE TABLE IF NOT EXISTS order_links (
+    alias String,
+    order_key String,
+    kind LowCardinality(String),
+    time DateTime64(6, 'UTC'),
+    event_key String
+) ENGINE = ReplacingMergeTree
+ORDER BY (alias, order_key)
+SETTINGS non_replicated_deduplication_window = 1000
+"""
+
+_ORDER_LINKS_REVERSE = """
+CREATE TABLE IF NOT EXISTS order_links_reverse (
+    order_key String,
+    alias String,
+    kind LowCardinality(String),
+    time DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (order_key, alias)
+"""
+
+_ORDER_LINKS_REVERSE_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS order_links_reverse_mv TO order_links_reverse AS
+SELECT order_key, alias, kind, time FROM order_links
+"""
+
+# Which canonical order each key belongs to now; a newer version wins.
+_KEY_OWNER = """
+CREATE TABLE IF NOT EXISTS key_owner (
+    key String,
+    canonical String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY key
+"""
+
+_MILESTONE_COLUMNS = ",\n".join(
+    f"    first_{m} Nullable(DateTime64(6, 'UTC')),\n    last_{m} Nullable(DateTime64(6, 'UTC'))"
+    for m in ("accepted", "paid", "reserved", "ready", "fulfilled", "returned", "refunded", "reconciled", "cancelled")
+)
+
+# One row per canonical order, recomputed whenever one of its keys gets a new row; what
+# lists, stalled queries, KPIs and alerts read, so none of them aggregates the timeline.
+_ORDER_SUMMARY = f"""
+CREATE TABLE IF NOT EXISTS order_summary (
+    canonical String,
+    members Array(String),
+    channel LowCardinality(String),
+    store_id LowCardinality(String),
+    fulfillment LowCardinality(String),
+{_MILESTONE_COLUMNS},
+    first_seen DateTime64(6, 'UTC'),
+    last_seen DateTime64(6, 'UTC'),
+    payment_failures UInt32,
+    postings UInt32,
+    posting_failures UInt32,
+    last_posting_failure Nullable(DateTime64(6, 'UTC')),
+    last_posting Nullable(DateTime64(6, 'UTC')),
+    identity_issues Array(String),
+    version UInt64,
+    is_deleted UInt8
+) ENGINE = ReplacingMergeTree(version, is_deleted)
+ORDER BY canonical
+"""
+
+_SKU_EVENTS = """
+CREATE TABLE IF NOT EXISTS sku_events (
+    sku String,
+    location_id LowCardinality(String),
+    kind LowCardinality(String),
+    time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    event_key String,
+    system LowCardinality(String),
+    qty Int64,
+    on_hand Nullable(Int64),
+    delta Int64,
+    order_key String,
+    reason String
+) ENGINE = ReplacingMergeTree
+ORDER BY (sku, location_id, event_key, kind)
+SETTINGS non_replicated_deduplication_window = 1000
+"""
+
+_PROMOTIONS = """
+CREATE TABLE IF NOT EXISTS promotions (
+    promo_id String,
+    kind LowCardinality(String),
+    target String,
+    time DateTime64(6, 'UTC'),
+    effective Nullable(DateTime64(6, 'UTC')),
+    targets Array(String),
+    skus Array(String),
+    promo_kind LowCardinality(String),
+    event_key String
+) ENGINE = ReplacingMergeTree
+ORDER BY (promo_id, kind, target, event_key)
+"""
+
+_STORES = """
+CREATE TABLE IF NOT EXISTS stores (
+    store_id String,
+    first_seen DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY store_id
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -168,6 +301,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         (_SPANS, _TRACE_INDEX, _TRACE_INDEX_MV, _EVENTS, _QUARANTINE),
     ),
     Migration(2, "quarantine reprocessing ledger", (_QUARANTINE_RESOLVED,)),
+    Migration(
+        3,
+        "order timelines, aliases, order summaries, SKU events, promotions, stores",
+        (
+            _TIMELINE,
+            _ORDER_LINKS,
+            _ORDER_LINKS_REVERSE,
+            _ORDER_LINKS_REVERSE_MV,
+            _KEY_OWNER,
+            _ORDER_SUMMARY,
+            _SKU_EVENTS,
+            _PROMOTIONS,
+            _STORES,
+        ),
+    ),
 )
 
 _LEDGER = """

@@ -1,0 +1,247 @@
+"""The correlator's side of every write: stored spans and events become timeline rows, links,
+SKU and promotion rows, and the affected orders' identities and summaries are recomputed.
+
+It wraps the collector's sink, so a batch counts as written only when both the raw rows
+and everything derived from them are stored; a replayed batch derives the same rows again,
+which the tables' keys collapse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from clickhouse_connect.driver.client import Client
+
+from collector.sink import RowSink
+from correlator.identity import Group, Identity, KeyTable
+from correlator.mapping import Mapper
+from correlator.model import MILESTONES, AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
+from storage.client import StorageUnavailable
+
+_SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
+
+
+def _ts(values: Sequence[int | None]) -> pa.Array:
+    return pa.array(values, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def timeline_table(entries: Sequence[TimelineEntry]) -> pa.Table:
+    return pa.table(
+        {
+            "order_key": [e.order_key for e in entries],
+            "kind": [e.kind for e in entries],
+            "name": [e.name for e in entries],
+            "time": _ts([e.time_us for e in entries]),
+            "source": [e.source for e in entries],
+            "event_key": [e.event_key for e in entries],
+            "event_type": [e.event_type for e in entries],
+            "trace_id": [e.trace_id for e in entries],
+            "span_id": [e.span_id for e in entries],
+            "store_id": [e.store_id for e in entries],
+            "channel": [e.channel for e in entries],
+            "fulfillment": [e.fulfillment for e in entries],
+            "status": [e.status for e in entries],
+            "detail": [e.detail for e in entries],
+        }
+    )
+
+
+def links_table(links: Sequence[AliasLink]) -> pa.Table:
+    return pa.table(
+        {
+            "alias": [link.alias for link in links],
+            "order_key": [link.order_key for link in links],
+            "kind": [link.kind for link in links],
+            "time": _ts([link.time_us for link in links]),
+            "event_key": [link.event_key for link in links],
+        }
+    )
+
+
+def sku_table(entries: Sequence[SkuEntry]) -> pa.Table:
+    # Two lines of one event for the same SKU and location are two rows, not one.
+    seen: dict[tuple[str, str, str, str], int] = {}
+    keys = []
+    for entry in entries:
+        identity = (entry.sku, entry.location_id, entry.event_key, entry.kind)
+        count = seen.get(identity, 0)
+        seen[identity] = count + 1
+        keys.append(entry.event_key if count == 0 else f"{entry.event_key}#{count}")
+    return pa.table(
+        {
+            "sku": [e.sku for e in entries],
+            "location_id": [e.location_id for e in entries],
+            "kind": [e.kind for e in entries],
+            "time": _ts([e.time_us for e in entries]),
+            "event_key": keys,
+            "system": [e.system for e in entries],
+            "qty": pa.array([e.qty for e in entries], pa.int64()),
+            "on_hand": pa.array([e.on_hand for e in entries], pa.int64()),
+            "delta": pa.array([e.delta for e in entries], pa.int64()),
+            "order_key": [e.order_key for e in entries],
+            "reason": [e.reason for e in entries],
+        }
+    )
+
+
+def promotions_table(entries: Sequence[PromotionEntry]) -> pa.Table:
+    return pa.table(
+        {
+            "promo_id": [e.promo_id for e in entries],
+            "kind": [e.kind for e in entries],
+            "target": [e.target for e in entries],
+            "time": _ts([e.time_us for e in entries]),
+            "effective": _ts([e.effective_us for e in entries]),
+            "targets": pa.array([list(e.targets) for e in entries], pa.list_(pa.string())),
+            "skus": pa.array([list(e.skus) for e in entries], pa.list_(pa.string())),
+            "promo_kind": [e.promo_kind for e in entries],
+            "event_key": [e.event_key for e in entries],
+        }
+    )
+
+
+def _first(column: str, expression: str) -> str:
+    return f"if(countIf({expression}) > 0, minIf(time, {expression}), NULL) AS first_{column}"
+
+
+def _last(column: str, expression: str) -> str:
+    return f"if(countIf({expression}) > 0, maxIf(time, {expression}), NULL) AS last_{column}"
+
+
+def _milestone(name: str) -> str:
+    condition = f"kind = 'milestone' AND name = '{name}'"
+    return f"{_first(name, condition)}, {_last(name, condition)}"
+
+
+_MILESTONE_AGGREGATES = ",\n".join(_milestone(m) for m in MILESTONES)
+
+# Recomputes the summary of every order in batch_groups from its members' timeline rows.
+_SUMMARY_SQL = f"""
+INSERT INTO order_summary
+SELECT g.canonical, g.members, a.channel, a.store_id, a.fulfillment,
+    {", ".join(f"a.first_{m}, a.last_{m}" for m in MILESTONES)},
+    a.first_seen, a.last_seen, a.payment_failures, a.postings, a.posting_failures,
+    a.last_posting_failure, a.last_posting, g.issues, {{version:UInt64}}, 0
+FROM (
+    SELECT o.canonical AS canonical,
+        argMinIf(t.channel, t.time, t.channel != '') AS channel,
+        argMinIf(t.store_id, t.time, t.store_id != '') AS store_id,
+        argMinIf(t.fulfillment, t.time, t.fulfillment != '') AS fulfillment,
+        {_MILESTONE_AGGREGATES},
+        min(t.time) AS first_seen,
+        max(t.time) AS last_seen,
+        uniqExactIf(t.event_key, t.name = 'retail.payment.failed') AS payment_failures,
+        uniqExactIf(t.event_key, t.name = 'retail.finance.posted') AS postings,
+        uniqExactIf(t.event_key, t.name = 'retail.finance.posting_failed') AS posting_failures,
+        {_last("posting_failure", "name = 'retail.finance.posting_failed'")},
+        {_last("posting", "name = 'retail.finance.posted'")}
+    FROM timeline AS t
+    INNER JOIN batch_owner AS o ON t.order_key = o.key
+    WHERE t.order_key IN (SELECT key FROM batch_owner)
+    GROUP BY o.canonical
+) AS a
+INNER JOIN batch_groups AS g ON a.canonical = g.canonical
+"""
+
+
+class CorrelatingSink:
+    """A ``RowSink`` that stores raw rows through ``inner``, then everything derived from them."""
+
+    def __init__(self, inner: RowSink, client: Client, mapper: Mapper) -> None:
+        self.inner = inner
+        self.client = client
+        self.mapper = mapper
+        self.keys = KeyTable(client, "batch_keys")
+        self.identity = Identity(client, self.keys)
+        client.command("DROP TABLE IF EXISTS batch_owner")
+        client.command("CREATE TABLE batch_owner (key String, canonical String) ENGINE = Memory")
+        client.command("DROP TABLE IF EXISTS batch_groups")
+        client.command(
+            "CREATE TABLE batch_groups (canonical String, members Array(String), issues Array(String)) "
+            "ENGINE = Memory"
+        )
+
+    def write_spans(self, table: pa.Table, token: str) -> int:
+        duplicates = self.inner.write_spans(table, token)
+        if not self.mapper.rules.spans:  # user span rules may match any span; built-ins need a key
+            keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
+            for key in _SPAN_KEYS[2:]:
+                keyed = pc.or_(keyed, pc.not_equal(table.column(key), ""))
+            table = table.filter(keyed)
+        if table.num_rows:
+            self._store(self.mapper.map_spans(table.to_pylist()), token)
+        return duplicates
+
+    def write_events(self, table: pa.Table, token: str) -> int:
+        duplicates = self.inner.write_events(table, token)
+        if table.num_rows:
+            self._store(self.mapper.map_events(table.to_pylist()), token)
+        return duplicates
+
+    def write_quarantine(self, table: pa.Table, token: str) -> None:
+        self.inner.write_quarantine(table, token)
+
+    def ping(self) -> bool:
+        return self.inner.ping()
+
+    def _store(self, mapped: Mapped, token: str) -> None:
+        try:
+            self._insert("timeline", timeline_table(mapped.timeline), token)
+            self._insert("order_links", links_table(mapped.links), token)
+            self._insert("sku_events", sku_table(mapped.skus), token)
+            self._insert("promotions", promotions_table(mapped.promotions), token)
+            if mapped.stores:
+                now = time.time_ns() // 1000
+                stores = sorted(mapped.stores)
+                self._insert(
+                    "stores", pa.table({"store_id": stores, "first_seen": _ts([now] * len(stores))}), token
+                )
+            touched = {e.order_key for e in mapped.timeline} | {
+                k for link in mapped.links for k in (link.alias, link.order_key)
+            }
+            if touched:
+                self.refresh(touched)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            raise StorageUnavailable(f"ClickHouse refused a correlator write: {exc}") from exc
+
+    def refresh(self, keys: set[str]) -> list[Group]:
+        """Re-resolve the groups of ``keys`` and rewrite their owners and summaries."""
+        groups = self.identity.groups(keys)
+        version = time.time_ns()
+        members = [m for group in groups for m in group.members]
+        self.keys.fill(members)
+        previous = self.client.query(
+            "SELECT key, argMax(canonical, version) FROM key_owner "
+            f"WHERE key IN {self.keys.subquery} GROUP BY key"
+        ).result_rows
+        canonicals = {group.canonical for group in groups}
+        owner = {m: group.canonical for group in groups for m in group.members}
+        changed = [[m, owner[m], version] for m in members]
+        self.client.insert("key_owner", changed, column_names=["key", "canonical", "version"])
+        retired = sorted({str(old) for _, old in previous} - canonicals)
+        self.client.command("TRUNCATE TABLE batch_owner")
+        self.client.insert("batch_owner", [[m, owner[m]] for m in members], column_names=["key", "canonical"])
+        self.client.command("TRUNCATE TABLE batch_groups")
+        self.client.insert(
+            "batch_groups",
+            [[g.canonical, list(g.members), list(g.issues)] for g in groups],
+            column_names=["canonical", "members", "issues"],
+        )
+        self.client.command(_SUMMARY_SQL, parameters={"version": version})
+        if retired:
+            # An order absorbed into another (a late alias) leaves no summary of its own.
+            self.client.command(
+                "INSERT INTO order_summary (canonical, first_seen, last_seen, version, is_deleted) "
+                "SELECT arrayJoin({retired:Array(String)}), now64(6), now64(6), {version:UInt64}, 1",
+                parameters={"retired": retired, "version": version},
+            )
+        return groups
+
+    def _insert(self, name: str, table: pa.Table, token: str) -> None:
+        if table.num_rows:
+            self.client.insert_arrow(name, table, settings={"insert_deduplication_token": f"{token}:{name}"})
