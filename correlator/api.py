@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from correlator.model import MILESTONES
+from correlator.catalog import PromotionReader, SkuReader
+from correlator.kpis import KpiReader
+from correlator.model import CHANNELS, MILESTONES
 from correlator.orders import STATUSES, OrderFilter, OrderReader, decode_cursor
 from correlator.traces import TRACE_ID, TraceReader
 from milepost.auth import Authenticator, AuthError, Principal
@@ -66,11 +68,17 @@ class QueryEndpoints:
         self,
         traces: TraceReader,
         orders: OrderReader,
+        skus: SkuReader,
+        promotions: PromotionReader,
+        kpis: KpiReader,
         auth: Authenticator,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.traces = traces
         self.orders = orders
+        self.skus = skus
+        self.promotions = promotions
+        self.kpis = kpis
         self.auth = auth
         self.clock = clock
 
@@ -79,6 +87,10 @@ class QueryEndpoints:
             Route("/api/v1/traces/{trace_id}", self.trace, methods=["GET"]),
             Route("/api/v1/orders", self.order_list, methods=["GET"]),
             Route("/api/v1/orders/{key:path}", self.order, methods=["GET"]),
+            Route("/api/v1/skus/{sku:path}", self.sku, methods=["GET"]),
+            Route("/api/v1/promotions", self.promotion_list, methods=["GET"]),
+            Route("/api/v1/promotions/{promo_id:path}", self.promotion, methods=["GET"]),
+            Route("/api/v1/kpis", self.kpi, methods=["GET"]),
         ]
 
     def _reader(self, request: Request) -> Principal:
@@ -133,5 +145,56 @@ class QueryEndpoints:
         except BadParameter as exc:
             return error(400, str(exc), {"parameter": exc.name})
         return JSONResponse(
-            await run_in_threadpool(self.orders.list, where, self._now_us(), principal.stores)
+            await run_in_threadpool(self.orders.search, where, self._now_us(), principal.stores)
         )
+
+    async def sku(self, request: Request) -> Response:
+        try:
+            principal = self._reader(request)
+        except AuthError as exc:
+            return error(exc.status, exc.reason)
+        sku = request.path_params["sku"]
+        location = request.query_params.get("location_id") or None
+        found = await run_in_threadpool(self.skus.sku, sku, location, self._now_us(), principal.stores)
+        if found is None:
+            where = f" at location '{location}'" if location else ""
+            return error(404, f"SKU '{sku}' is not known{where}.", {"sku": sku, "location_id": location})
+        return JSONResponse(found)
+
+    async def promotion_list(self, request: Request) -> Response:
+        try:
+            self._reader(request)
+        except AuthError as exc:
+            return error(exc.status, exc.reason)
+        items = await run_in_threadpool(self.promotions.promotions, self._now_us())
+        return JSONResponse({"total": len(items), "items": items})
+
+    async def promotion(self, request: Request) -> Response:
+        try:
+            self._reader(request)
+        except AuthError as exc:
+            return error(exc.status, exc.reason)
+        promo_id = request.path_params["promo_id"]
+        found = await run_in_threadpool(self.promotions.promotion, promo_id, self._now_us())
+        if found is None:
+            return error(404, f"Promotion '{promo_id}' is not known.", {"promo_id": promo_id})
+        return JSONResponse(found)
+
+    async def kpi(self, request: Request) -> Response:
+        now_us = self._now_us()
+        try:
+            principal = self._reader(request)
+            until_us = time_parameter(request, "until") or now_us
+            since_us = time_parameter(request, "since") or until_us - 7 * 86_400_000_000
+            if since_us >= until_us:
+                raise BadParameter("since", request.query_params.get("since", ""), "Must be before 'until'.")
+            channel = choice_parameter(request, "channel", CHANNELS, None)
+        except AuthError as exc:
+            return error(exc.status, exc.reason)
+        except BadParameter as exc:
+            return error(400, str(exc), {"parameter": exc.name})
+        store_id = request.query_params.get("store_id") or None
+        figures = await run_in_threadpool(
+            self.kpis.kpis, since_us, until_us, now_us, channel, store_id, principal.stores
+        )
+        return JSONResponse(figures)

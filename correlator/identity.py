@@ -168,7 +168,7 @@ def _nearest_root(
         neighbours[b].add(a)
     distance: dict[str, int] = {}
     claims: dict[str, set[str]] = defaultdict(set)
-    queue = deque()
+    queue: deque[str] = deque()
     for root in roots:
         distance[root] = 0
         claims[root].add(root)

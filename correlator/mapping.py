@@ -59,27 +59,27 @@ LINKED_TYPES: dict[str, str] = {
 }
 # Id fields of any event that become aliases of the order it names (kind = field name).
 ALIAS_FIELDS = ("pickup_code", "payment_ref", "erp_doc", "return_id")
-# Shown in an entry's ``detail``; sorted, so the JSON needs no sort_keys.
-DETAIL_FIELDS = tuple(
-    sorted(
-        (
-            "amount",
-            "currency",
-            "reason",
-            "error",
-            "erp_doc",
-            "kind",
-            "payment_ref",
-            "pickup_code",
-            "return_id",
-            "total",
-            "qty",
-            "sku",
-            "location_id",
-        )
+# Shown in an entry's ``detail`` (compact JSON, sorted keys).
+DETAIL_FIELDS = frozenset(
+    (
+        "amount",
+        "currency",
+        "reason",
+        "error",
+        "erp_doc",
+        "kind",
+        "payment_ref",
+        "pickup_code",
+        "return_id",
+        "total",
+        "qty",
+        "sku",
+        "location_id",
     )
 )
-_DETAIL_BY_TYPE = {"retail.order.alias": tuple(sorted((*DETAIL_FIELDS, "value")))}
+_DETAIL_BY_TYPE = {"retail.order.alias": DETAIL_FIELDS | {"value"}}
+# One encoder for every row: json.dumps with options builds a new encoder per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 # What a user rule's explicit ``sku`` becomes on the SKU timeline, by the rule's milestone.
 _SKU_KIND_OF_MILESTONE = {"accepted": "sale", "reserved": "reservation", "returned": "return"}
 _VALID_MILESTONES = frozenset(MILESTONES)
@@ -100,7 +100,7 @@ class Mapper:
         by_type: dict[str, list[EventRule]] = {}
         for rule in self.rules.events:
             by_type.setdefault(rule.type, []).append(rule)
-        self._event_rules = {event_type: tuple(rules) for event_type, rules in by_type.items()}
+        self._event_rules = {event_type: tuple(listed) for event_type, listed in by_type.items()}
         self._span_rules = self.rules.spans
         self._by_name: dict[str, tuple[SpanRule, ...]] = {}
 
@@ -452,7 +452,7 @@ def _span_detail(row: Mapping[str, Any], status: str) -> str:
     shown = {name: row[name] for name in _SPAN_DETAIL if row.get(name)}
     if status == "error" and row.get("status_message"):
         shown["error"] = row["status_message"]
-    return json.dumps(shown, separators=(",", ":"), sort_keys=True, ensure_ascii=False) if shown else ""
+    return _ENCODE(shown) if shown else ""
 
 
 # --------------------------------------------------------------------- helpers
@@ -472,13 +472,13 @@ def _link(links: list[AliasLink], alias: str, order: str, kind: str, time_us: in
         links.append(AliasLink(alias, order, kind, time_us, key))
 
 
-def _detail(data: Mapping[str, Any], fields: tuple[str, ...]) -> str:
-    shown = {}
-    for name in fields:
-        value = data.get(name)
-        if value is not None and not isinstance(value, (dict, list)):
-            shown[name] = value
-    return json.dumps(shown, separators=(",", ":"), ensure_ascii=False) if shown else ""
+def _detail(data: Mapping[str, Any], fields: frozenset[str]) -> str:
+    shown = {
+        name: value
+        for name, value in data.items()
+        if name in fields and value is not None and not isinstance(value, (dict, list))
+    }
+    return _ENCODE(shown) if shown else ""
 
 
 def _texts(value: Any) -> tuple[str, ...]:
@@ -502,6 +502,9 @@ def _int(value: Any) -> int:
 
 def _time_us(value: Any, ints_per_us: int) -> int:
     """A stored timestamp in µs: datetimes (pandas Timestamps for ns columns) or ints in the column's unit."""
+    if value.__class__ is datetime and value.tzinfo is not None:
+        micros: int = (value - _EPOCH) // _ONE_US
+        return micros
     if isinstance(value, int):
         return value // ints_per_us
     nanos = getattr(value, "value", None)  # pandas.Timestamp: ns since the epoch
@@ -510,6 +513,6 @@ def _time_us(value: Any, ints_per_us: int) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        micros: int = (value - _EPOCH) // _ONE_US
-        return micros
+        aware: int = (value - _EPOCH) // _ONE_US
+        return aware
     raise TypeError(f"Timestamp {value!r} is neither a datetime nor an integer.")

@@ -159,7 +159,7 @@ class OrderReader:
 
     # -- lists -----------------------------------------------------------------------------
 
-    def list(self, where: OrderFilter, now_us: int, stores: tuple[str, ...] = ()) -> dict[str, Any]:
+    def search(self, where: OrderFilter, now_us: int, stores: tuple[str, ...] = ()) -> dict[str, Any]:
         """``{"total", "items", "next_cursor"}``; total counts every match, not just the page."""
         conditions, parameters = self._conditions(where, now_us, stores)
         clause = " AND ".join(conditions)

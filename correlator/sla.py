@@ -170,12 +170,12 @@ def _precedence(indexed: tuple[int, SlaRule]) -> tuple[int, int, int]:
     return (-len(rule.when), rule.within_us, index)
 
 
-def _candidates(rules: Sequence[SlaRule]) -> dict[tuple[str, str], list[SlaRule]]:
-    """Rules per (from, to) pair, in precedence order: the first that matches an order applies."""
+def _candidates(rules: Sequence[SlaRule]) -> dict[tuple[str, str], list[tuple[int, SlaRule]]]:
+    """(index, rule) per (from, to) pair, in precedence order: the first that matches an order applies."""
     pairs: dict[tuple[str, str], list[tuple[int, SlaRule]]] = {}
     for indexed in enumerate(rules):
         pairs.setdefault((indexed[1].from_, indexed[1].to), []).append(indexed)
-    return {pair: [rule for _, rule in sorted(group, key=_precedence)] for pair, group in pairs.items()}
+    return {pair: sorted(group, key=_precedence) for pair, group in pairs.items()}
 
 
 def applicable(rules: Sequence[SlaRule], channel: str, fulfillment: str, store_id: str) -> list[SlaRule]:
@@ -184,13 +184,11 @@ def applicable(rules: Sequence[SlaRule], channel: str, fulfillment: str, store_i
     Specificity is the number of ``when`` keys; between equally specific matches the shortest
     ``within`` wins (then the first configured). The result keeps the configuration's order.
     """
-    chosen: set[int] = set()
+    chosen: list[int] = []
     for group in _candidates(rules).values():
-        for rule in group:
-            if rule.matches(channel, fulfillment, store_id):
-                chosen.add(id(rule))
-                break
-    return [rule for rule in rules if id(rule) in chosen]
+        matching = [index for index, rule in group if rule.matches(channel, fulfillment, store_id)]
+        chosen += matching[:1]
+    return [rules[index] for index in sorted(chosen)]
 
 
 # --- SQL over an order-summary row -------------------------------------------------------------
@@ -209,10 +207,10 @@ def _scope_sql(rule: SlaRule) -> str:
     return " AND ".join(terms) or "1"
 
 
-def _within_sql(group: Sequence[SlaRule]) -> str:
+def _within_sql(group: Sequence[tuple[int, SlaRule]]) -> str:
     """Microseconds allowed for this order by the pair's applicable rule, NULL when none applies."""
     parts: list[str] = []
-    for rule in group:
+    for _, rule in group:
         parts += [_scope_sql(rule), str(rule.within_us)]
     return f"CAST(multiIf({', '.join(parts)}, NULL) AS Nullable(Int64))"
 
@@ -221,7 +219,7 @@ def _micros(column: str) -> str:
     return f"toUnixTimestamp64Micro({column})"
 
 
-def _pair_sql(pair: tuple[str, str], group: Sequence[SlaRule], now: str) -> tuple[str, str]:
+def _pair_sql(pair: tuple[str, str], group: Sequence[tuple[int, SlaRule]], now: str) -> tuple[str, str]:
     """(stalled 0/1, due in microseconds or NULL) of one (from, to) pair."""
     from_, to = pair
     start = f"first_{from_}"

@@ -121,7 +121,7 @@ def _failed_postings(entries: Sequence[TimelineEntry]) -> list[tuple[int, Anomal
     """Failed postings with no posting of the same kind (sale, refund) at or after them."""
     events = [e for e in entries if e.kind == "event" and e.name in (POSTING_FAILED, POSTED)]
     posted = [(e.time_us, _fields(e).get("kind")) for e in events if e.name == POSTED]
-    found: dict[str, tuple[int, Anomaly]] = {}
+    found = []
     for failure in (e for e in events if e.name == POSTING_FAILED):
         fields = _fields(failure)
         kind = fields.get("kind")
@@ -133,8 +133,8 @@ def _failed_postings(entries: Sequence[TimelineEntry]) -> list[tuple[int, Anomal
         detail = f"{what} failed at {_minute(failure.time_us)} with no later posting"
         if fields.get("error"):
             detail += f": {fields['error']}"
-        found[failure.event_key] = (failure.time_us, Anomaly("posting_failed", detail))
-    return list(found.values())
+        found.append((failure.time_us, Anomaly("posting_failed", detail)))
+    return found
 
 
 def _fulfilled_after_cancel(
@@ -155,7 +155,7 @@ def _fulfilled_after_cancel(
 
 
 def anomalies(entries: Sequence[TimelineEntry], now_us: int, grace_s: float = 3600) -> tuple[Anomaly, ...]:
-    """State mismatches of an order, in timeline order (then by kind and detail).
+    """State mismatches of an order, each once, in timeline order (then by kind and detail).
 
     ``missing_prerequisite`` once ``grace_s`` has passed since a milestone whose prerequisite
     (``PREREQUISITES``) never arrived; ``posting_failed`` for a failed finance posting not

@@ -28,6 +28,8 @@ from collector.sink import ClickHouseSink, RowSink
 from collector.wal import WriteAheadLog
 from collector.writer import StorageWriter
 from correlator.api import QueryEndpoints
+from correlator.catalog import PromotionReader, SkuReader
+from correlator.kpis import KpiReader
 from correlator.mapping import Mapper
 from correlator.orders import OrderReader
 from correlator.propagation import parse_promotions
@@ -139,8 +141,14 @@ class Node:
             self.ready,
             Quarantine(self.query_client, self.ingest, self.decoder),
         )
+        promotions = PromotionReader(self.query_client, self.promotions)
         query = QueryEndpoints(
-            TraceReader(self.query_client), OrderReader(self.query_client, self.sla), self.auth
+            TraceReader(self.query_client),
+            OrderReader(self.query_client, self.sla),
+            SkuReader(self.query_client),
+            promotions,
+            KpiReader(self.query_client, self.sla, promotions),
+            self.auth,
         )
 
         @contextlib.asynccontextmanager

@@ -226,7 +226,17 @@ ORDER BY key
 
 _MILESTONE_COLUMNS = ",\n".join(
     f"    first_{m} Nullable(DateTime64(6, 'UTC')),\n    last_{m} Nullable(DateTime64(6, 'UTC'))"
-    for m in ("accepted", "paid", "reserved", "ready", "fulfilled", "returned", "refunded", "reconciled", "cancelled")
+    for m in (
+        "accepted",
+        "paid",
+        "reserved",
+        "ready",
+        "fulfilled",
+        "returned",
+        "refunded",
+        "reconciled",
+        "cancelled",
+    )
 )
 
 # One row per canonical order, recomputed whenever one of its keys gets a new row; what
