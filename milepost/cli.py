@@ -7,8 +7,9 @@ import contextlib
 import dataclasses
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from milepost import __version__
 from milepost.auth import is_loopback
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317; 0 turns gRPC off)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=serve_command)
 
     migrate = commands.add_parser(
         "migrate", help="create or upgrade the schema", description="Create or upgrade the ClickHouse schema."
@@ -52,7 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--data-dir", type=Path, default=Path("milepost-data"), help="for the embedded store"
     )
+    migrate.set_defaults(handler=migrate_command)
+    # Other components add their own commands (each module: register(commands), which sets a handler).
+    for register in _registrations():
+        register(commands)
     return parser
+
+
+def _registrations() -> list[Callable[[Any], None]]:
+    """The ``register`` functions of the commands that live with their components."""
+    return []
 
 
 def _with_flags(config: Config, args: argparse.Namespace) -> Config:
@@ -70,7 +81,7 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, server=dataclasses.replace(server, **changes))
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     class _NodeServer(uvicorn.Server):
@@ -141,9 +152,7 @@ def migrate_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            return serve(args)
-        return migrate_command(args)
+        return int(args.handler(args))
     except ConfigError as exc:
         _say(str(exc))
         return 2
