@@ -40,3 +40,17 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) milepost-data .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (not tests): `make bench` runs them all, `make bench-<name>` one of them.
+# BENCH_SIZE=quick takes under 2 minutes; full (the figures of record) under 20.
+BENCH_SIZE ?= full
+BENCHMARKS := ingest correlator
+.PHONY: $(addprefix bench-,$(BENCHMARKS))
+
+bench: $(addprefix bench-,$(BENCHMARKS))
+
+bench-ingest: $(VENV)/.installed-dev
+	$(PY) -m bench.ingest --size $(BENCH_SIZE)
+
+bench-correlator: $(VENV)/.installed-dev
+	$(PY) -m bench.correlator --size $(BENCH_SIZE)

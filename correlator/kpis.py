@@ -82,8 +82,7 @@ class KpiReader:
     ) -> dict[str, Any]:
         scope, parameters = self._scope(channel, store_id, stores)
         parameters["now"] = _dt(now_us)
-        current = self._figures(since_us, until_us, scope, parameters)
-        previous = self._figures(since_us - (until_us - since_us), since_us, scope, parameters)
+        current, previous = self._periods(since_us, until_us, scope, parameters)
         return {
             "since": _iso(since_us),
             "until": _iso(until_us),
@@ -118,53 +117,25 @@ class KpiReader:
         until = f"{_ORDER_TIME} < {{until:DateTime64(6, 'UTC')}}"
         return " AND ".join([*scope, since, until])
 
-    def _figures(
+    def _periods(
         self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Headline figures of the window and of the equally long window before it, in one scan."""
         params = dict(parameters)
-        where = self._window(since_us, until_us, scope, params)
+        where = self._window(since_us - (until_us - since_us), until_us, scope, params)
+        params["split"] = _dt(since_us)
         stalled = stalled_sql(self.rules, "now")
-        row = self.client.query(
-            f"SELECT count() AS orders, countIf({_OPEN}) AS open, countIf(({stalled}) = 1) AS stalled, "
+        rows = self.client.query(
+            f"SELECT {_ORDER_TIME} >= {{split:DateTime64(6, 'UTC')}} AS current, "
+            f"count() AS orders, countIf({_OPEN}) AS open, countIf(({stalled}) = 1) AS stalled, "
             f"countIf({_FAILED_POSTING}) AS failed_postings, sum(posting_failures) AS failures_total, "
-            f"{_duration_columns()} FROM order_summary FINAL WHERE {where}",
+            "sumMap([channel], [toUInt64(1)]) AS by_channel, "
+            f"sumMap([{_STATE}], [toUInt64(1)]) AS by_state, "
+            f"{_duration_columns()} FROM order_summary FINAL WHERE {where} GROUP BY current",
             parameters=params,
         ).named_results()
-        figures = next(iter(row))
-        by_channel = self.client.query(
-            f"SELECT channel, count() FROM order_summary FINAL WHERE {where} "
-            "GROUP BY channel ORDER BY channel",
-            parameters=params,
-        ).result_rows
-        by_state = self.client.query(
-            f"SELECT {_STATE} AS state, count() FROM order_summary FINAL WHERE {where} GROUP BY state",
-            parameters=params,
-        ).result_rows
-        open_orders = int(figures["open"])
-        return {
-            "orders": {
-                "total": int(figures["orders"]),
-                "by_channel": {str(c or "unknown"): int(n) for c, n in by_channel},
-                "by_state": {str(s or "unknown"): int(n) for s, n in by_state},
-            },
-            "durations": {
-                name: {
-                    "p50_seconds": _round(figures[f"{name}_q"][0]) if figures[f"{name}_n"] else None,
-                    "p95_seconds": _round(figures[f"{name}_q"][1]) if figures[f"{name}_n"] else None,
-                    "count": int(figures[f"{name}_n"]),
-                }
-                for name, _, _ in DURATIONS
-            },
-            "stalled": {
-                "count": int(figures["stalled"]),
-                "open": open_orders,
-                "rate": round(int(figures["stalled"]) / open_orders, 4) if open_orders else 0.0,
-            },
-            "failed_postings": {
-                "orders": int(figures["failed_postings"]),
-                "failures": int(figures["failures_total"]),
-            },
-        }
+        found = {bool(row["current"]): _figures(row) for row in rows}
+        return found.get(True, _figures(None)), found.get(False, _figures(None))
 
     def _series(
         self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
@@ -226,6 +197,35 @@ class KpiReader:
             "lag_p95_seconds_median": percentile(lags, 50),
             "with_stragglers": sum(1 for s in summaries if s["straggler_count"]),
         }
+
+
+def _figures(row: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON of one period's headline figures (all zero for a period without orders)."""
+    row = row or {"orders": 0, "open": 0, "stalled": 0, "failed_postings": 0, "failures_total": 0}
+    open_orders = int(row["open"])
+    channels = row.get("by_channel", ([], []))
+    states = row.get("by_state", ([], []))
+    return {
+        "orders": {
+            "total": int(row["orders"]),
+            "by_channel": {str(c or "unknown"): int(n) for c, n in zip(*channels, strict=True)},
+            "by_state": {str(s or "unknown"): int(n) for s, n in zip(*states, strict=True)},
+        },
+        "durations": {
+            name: {
+                "p50_seconds": _round(row[f"{name}_q"][0]) if row.get(f"{name}_n") else None,
+                "p95_seconds": _round(row[f"{name}_q"][1]) if row.get(f"{name}_n") else None,
+                "count": int(row.get(f"{name}_n", 0)),
+            }
+            for name, _, _ in DURATIONS
+        },
+        "stalled": {
+            "count": int(row["stalled"]),
+            "open": open_orders,
+            "rate": round(int(row["stalled"]) / open_orders, 4) if open_orders else 0.0,
+        },
+        "failed_postings": {"orders": int(row["failed_postings"]), "failures": int(row["failures_total"])},
+    }
 
 
 def _round(value: Any) -> float | None:

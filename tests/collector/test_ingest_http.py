@@ -248,3 +248,43 @@ def test_protobuf_errors_answer_in_protobuf(live: InProcessNode) -> None:
 def test_shared_data_folder_is_there() -> None:
     assert (SHARED_DATA / "otlp").is_dir(), f"tests read real data from {SHARED_DATA}"
     assert isinstance(Path(SHARED_DATA), Path)
+
+
+def test_partial_success_names_the_rejected_spans(live: InProcessNode) -> None:
+    good_trace = uuid.uuid4().bytes
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(_spans_request(good_trace, 3, "partial"))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[1].trace_id = b"\x00" * 16  # all-zero trace id: invalid
+    spans[2].span_id = b"\x01\x02"  # two bytes: invalid
+    answer = httpx.post(
+        f"{live.url}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+    )
+    assert answer.status_code == 200
+    response = trace_service_pb2.ExportTraceServiceResponse.FromString(answer.content)
+    assert response.partial_success.rejected_spans == 2
+    assert "traceId" in response.partial_success.error_message
+    assert "spanId" in response.partial_success.error_message
+    live.flush()
+    assert live.query("SELECT count() FROM spans WHERE trace_id = {t:String}", t=good_trace.hex()) == [(1,)]
+    quarantined = live.query("SELECT field FROM quarantine WHERE signal = 'traces' ORDER BY position")
+    assert ("traceId",) in quarantined and ("spanId",) in quarantined
+
+    as_json = httpx.post(
+        f"{live.url}/v1/traces",
+        content=json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {"spans": [{"traceId": "XYZ", "spanId": "0102030405060708", "name": "bad"}]}
+                        ]
+                    }
+                ]
+            }
+        ),
+        headers={"content-type": "application/json"},
+    )
+    assert as_json.status_code == 200
+    assert as_json.json()["partialSuccess"]["rejectedSpans"] in ("1", 1)
