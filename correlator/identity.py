@@ -21,6 +21,7 @@ class Group(NamedTuple):
     canonical: str
     members: tuple[str, ...]
     issues: tuple[str, ...]
+    unowned: tuple[str, ...] = ()  # keys of the component that no order owns (contested aliases)
 
 
 class KeyTable:
@@ -124,6 +125,7 @@ class Identity:
             )
             return [Group(canonical, tuple(sorted(component)), tuple(issues))]
         owner, contested = _nearest_root(component, inner, roots)
+        unowned = tuple(sorted(component - owner.keys()))
         groups = []
         for root in roots:
             members = sorted(node for node, owned_by in owner.items() if owned_by == root)
@@ -132,7 +134,7 @@ class Identity:
                 if root in claimants:
                     others = ", ".join(sorted(c for c in claimants if c != root))
                     notes.append(f"conflicting alias {alias} also links {others}")
-            groups.append(Group(root, tuple(members), tuple(notes)))
+            groups.append(Group(root, tuple(members), tuple(notes), unowned if root == roots[0] else ()))
         return groups
 
 

@@ -57,10 +57,13 @@ def encode_cursor(canonical: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str | None:
+    """The order id a cursor names; None for anything ``encode_cursor`` cannot have produced."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        # validate: without it, characters outside the alphabet are skipped and "!!!" decodes to "".
+        decoded = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    return decoded or None
 
 
 class OrderReader:

@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
-from collector.sink import RowSink
+from collector.sink import RowSink, first_of_each
 from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
 from correlator.model import MILESTONES, AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
 from storage.client import StorageUnavailable
+from storage.tables import EVENT_SCHEMA
 
 _SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
 
@@ -158,6 +159,8 @@ class CorrelatingSink:
         self.identity = Identity(client, self.keys)
         client.command("DROP TABLE IF EXISTS batch_owner")
         client.command("CREATE TABLE batch_owner (key String, canonical String) ENGINE = Memory")
+        client.command("DROP TABLE IF EXISTS batch_event_ids")
+        client.command("CREATE TABLE batch_event_ids (source String, id String) ENGINE = Memory")
         client.command("DROP TABLE IF EXISTS batch_groups")
         client.command(
             "CREATE TABLE batch_groups (canonical String, members Array(String), issues Array(String)) "
@@ -166,6 +169,8 @@ class CorrelatingSink:
 
     def write_spans(self, table: pa.Table, token: str) -> int:
         duplicates = self.inner.write_spans(table, token)
+        # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
+        table = first_of_each(table, ["trace_id", "span_id"])
         if not self.mapper.rules.spans:  # user span rules may match any span; built-ins need a key
             keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
             for key in _SPAN_KEYS[2:]:
@@ -177,9 +182,30 @@ class CorrelatingSink:
 
     def write_events(self, table: pa.Table, token: str) -> int:
         duplicates = self.inner.write_events(table, token)
-        if table.num_rows:
-            self._store(self.mapper.map_events(table.to_pylist()), token)
+        # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
+        unique = first_of_each(table, ["source", "id"])
+        if unique.num_rows:
+            rows = unique.to_pylist()
+            if duplicates > table.num_rows - unique.num_rows:  # some were stored by an earlier batch
+                rows = self._as_stored(unique, rows)
+            self._store(self.mapper.map_events(rows), token)
         return duplicates
+
+    def _as_stored(self, table: pa.Table, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        """``rows`` as the events table holds them: ``(source, id)`` is the idempotency key, so a
+        repeat whose producer changed its time or data is still the first event, never a new one."""
+        try:
+            self.client.command("TRUNCATE TABLE batch_event_ids")
+            self.client.insert_arrow("batch_event_ids", table.select(["source", "id"]))
+            stored = self.client.query_arrow(
+                f"SELECT {', '.join(EVENT_SCHEMA.names)} FROM events "
+                "WHERE (source, id) IN (SELECT source, id FROM batch_event_ids) LIMIT 1 BY source, id",
+                use_strings=True,
+            ).to_pylist()
+        except Exception as exc:
+            raise StorageUnavailable(f"ClickHouse refused the stored-events read: {exc}") from exc
+        first = {(row["source"], row["id"]): row for row in stored}
+        return [first.get((row["source"], row["id"]), row) for row in rows]
 
     def write_quarantine(self, table: pa.Table, token: str) -> None:
         self.inner.write_quarantine(table, token)
@@ -214,14 +240,16 @@ class CorrelatingSink:
         groups = self.identity.groups(keys)
         version = time.time_ns()
         members = [m for group in groups for m in group.members]
-        self.keys.fill(members)
+        # A contested alias belongs to no order: its owner is cleared, whatever it was before.
+        unowned = [key for group in groups for key in group.unowned]
+        self.keys.fill(members + unowned)
         previous = self.client.query(
             "SELECT key, argMax(canonical, version) FROM key_owner "
             f"WHERE key IN {self.keys.subquery} GROUP BY key"
         ).result_rows
         canonicals = {group.canonical for group in groups}
         owner = {m: group.canonical for group in groups for m in group.members}
-        changed = [[m, owner[m], version] for m in members]
+        changed = [[m, owner[m], version] for m in members] + [[key, "", version] for key in unowned]
         self.client.insert("key_owner", changed, column_names=["key", "canonical", "version"])
         retired = sorted({str(old) for _, old in previous} - canonicals)
         self.client.command("TRUNCATE TABLE batch_owner")
