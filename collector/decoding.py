@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, ParamSpec
 
 import pyarrow as pa
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from collector.cloudevents import EventValidator, parse_http
 from collector.contracts import ContractRegistry
@@ -107,6 +110,18 @@ def decode_events_job(headers: dict[str, str], body: bytes, received_at_ns: int)
 
 P = ParamSpec("P")
 
+# One span and one event, decoded once per worker at start (never stored).
+_WARM_TRACES = ExportTraceServiceRequest(
+    resource_spans=[
+        ResourceSpans(scope_spans=[ScopeSpans(spans=[Span(trace_id=b"\1" * 16, span_id=b"\2" * 8)])])
+    ]
+).SerializeToString()
+_WARM_EVENTS = (
+    {"content-type": "application/cloudevents-batch+json"},
+    b'[{"specversion":"1.0","id":"warm","source":"milepost","type":"retail.order.fulfilled",'
+    b'"data":{"order_id":"warm"}}]',
+)
+
 
 class DecoderPool:
     """Runs decoding jobs in worker processes (``workers`` > 0) or in a thread of this process."""
@@ -133,11 +148,15 @@ class DecoderPool:
         return self._executor.submit(job, *args, **kwargs).result()
 
     def warm_up(self) -> None:
-        """Start every worker now rather than on the first request."""
+        """Start every worker and run a real job in each, so the first requests pay no imports."""
         if self.workers > 0:
-            futures = [self._executor.submit(os.getpid) for _ in range(self.workers * 2)]
-            for future in futures:
-                future.result()
+            now = time.time_ns()
+            jobs = []
+            for _ in range(self.workers * 2):
+                jobs.append(self._executor.submit(decode_traces_job, _WARM_TRACES, "protobuf", now))
+                jobs.append(self._executor.submit(decode_events_job, _WARM_EVENTS[0], _WARM_EVENTS[1], now))
+            for job in jobs:
+                job.result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

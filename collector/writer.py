@@ -48,6 +48,7 @@ class StorageWriter:
         batch_rows: int,
         flush_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        batch_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.wal = wal
         self.sink = sink
@@ -55,6 +56,8 @@ class StorageWriter:
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
         self.clock = clock
+        # Rows of large events cost far more memory than spans; bytes bound the batch too.
+        self.batch_bytes = batch_bytes
         self.available = True
         self.last_error = ""
         self._stop = threading.Event()
@@ -105,16 +108,17 @@ class StorageWriter:
         """Records from ``position`` until ``batch_rows`` rows or ``flush_interval`` has passed."""
         deadline = self.clock() + self.flush_interval
         records: list[Record] = []
-        rows = 0
-        while rows < self.batch_rows:
+        rows = size = 0
+        while rows < self.batch_rows and size < self.batch_bytes:
             for record in self.wal.read(position, 10_000):
                 records.append(record)
                 rows += _row_count(record.payload)
+                size += len(record.payload)
                 position = record.end
-                if rows >= self.batch_rows:
+                if rows >= self.batch_rows or size >= self.batch_bytes:
                     break
             remaining = deadline - self.clock()
-            if rows >= self.batch_rows or remaining <= 0 or self._stop.is_set():
+            if rows >= self.batch_rows or size >= self.batch_bytes or remaining <= 0 or self._stop.is_set():
                 break
             self.wal.wait_for_data(position, min(remaining, 0.05))
         return records

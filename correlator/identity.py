@@ -14,6 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 
@@ -38,9 +39,9 @@ class KeyTable:
 
     def fill(self, keys: Iterable[str]) -> None:
         self.client.command(f"TRUNCATE TABLE {self.name}")
-        rows = [[key] for key in keys]
-        if rows:
-            self.client.insert(self.name, rows, column_names=["key"])
+        column = pa.array(list(keys), pa.string())
+        if len(column):
+            self.client.insert_arrow(self.name, pa.table({"key": column}))
 
     @property
     def subquery(self) -> str:

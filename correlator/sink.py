@@ -20,9 +20,19 @@ from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
 from correlator.model import MILESTONES, AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
 from storage.client import StorageUnavailable
-from storage.tables import EVENT_SCHEMA
+from storage.tables import BUSINESS_KEYS, EVENT_SCHEMA
 
 _SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
+_BUILTIN_SPAN_COLUMNS = [
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "span_name",
+    "service_name",
+    "status_code",
+    "status_message",
+    *BUSINESS_KEYS,
+]
 
 
 def _ts(values: Sequence[int | None]) -> pa.Array:
@@ -175,7 +185,9 @@ class CorrelatingSink:
             keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
             for key in _SPAN_KEYS[2:]:
                 keyed = pc.or_(keyed, pc.not_equal(table.column(key), ""))
-            table = table.filter(keyed)
+            # Built-in mapping reads only these; converting the attribute maps to Python would
+            # cost more than everything else the writer does per span.
+            table = table.filter(keyed).select(_BUILTIN_SPAN_COLUMNS)
         if table.num_rows:
             self._store(self.mapper.map_spans(table.to_pylist()), token)
         return duplicates

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dashboard.command import register as register_dashboard
 from milepost import __version__
 from milepost.auth import is_loopback
 from milepost.config import Config, ConfigError, load_config, mask_url
+from simulator.command import register as register_simulator
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrations() -> list[Callable[[Any], None]]:
     """The ``register`` functions of the commands that live with their components."""
-    return []
+    return [register_dashboard, register_simulator]
 
 
 def _with_flags(config: Config, args: argparse.Namespace) -> Config:
@@ -131,8 +133,14 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         server.run()
     finally:
-        node.close()
-    _say("stopped; everything acknowledged is in storage")
+        remaining = node.close()
+    if remaining:
+        _say(
+            f"stopped; {remaining} bytes acknowledged but not yet in storage stay in the write-ahead log "
+            "and are written at the next start"
+        )
+    else:
+        _say("stopped; everything acknowledged is in storage")
     return 0
 
 
