@@ -18,6 +18,9 @@ import grpc
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
+from alerts.api import AlertEndpoints
+from alerts.config import parse_alerts
+from alerts.engine import AlertEngine
 from collector.decoding import DecoderPool, DecodeSettings
 from collector.grpc import start_grpc
 from collector.http import IngestEndpoints
@@ -70,7 +73,10 @@ class Node:
         self.sla = parse_sla(config.sla)
         self.mapping = parse_mapping(config.mapping)
         self.promotions = parse_promotions(config.promotions)
+        self.alert_settings = parse_alerts(config.alerts)
+        self.alerts: AlertEngine | None = None
         self._lock_file: IO[str] | None = None
+        self.unwritten_bytes = 0
         self._clients: list[Client] = []
         self.grpc_server: grpc.Server | None = None
 
@@ -102,6 +108,8 @@ class Node:
             self.config.writer.flush_interval,
         )
         self.writer.start()
+        self.alerts = AlertEngine(self.query_client, self.alert_settings, self.sla, self.promotions)
+        self.alerts.start()
         workers = self.config.server.decode_workers or (os.cpu_count() or 2)
         settings = DecodeSettings(
             self.config.privacy.hash_fields, str(self.config.privacy.hash_key), self.config.contracts
@@ -156,7 +164,8 @@ class Node:
             yield
             self.close()
 
-        return Starlette(routes=[*ingest.routes(), *query.routes()], lifespan=lifespan)
+        alerts = AlertEndpoints(self.alerts, self.auth).routes() if self.alerts is not None else []
+        return Starlette(routes=[*ingest.routes(), *query.routes(), *alerts], lifespan=lifespan)
 
     def start_grpc(self, host: str, port: int) -> None:
         if port:
@@ -164,14 +173,22 @@ class Node:
                 self.ingest, self.auth, host, port, self.config.server.max_body_bytes
             )
 
-    def close(self) -> None:
-        """Stop taking data, write everything acknowledged to storage, release the directory."""
+    def close(self) -> int:
+        """Stop taking data, write what was acknowledged to storage, release the directory.
+
+        Returns the acknowledged bytes not yet in storage (storage down, or a backlog longer
+        than the shutdown allows): they stay in the log and are written at the next start.
+        """
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=5).wait(10)
             self.grpc_server = None
         if getattr(self, "writer", None) is None:
-            return
-        self.writer.stop(timeout=60)
+            return self.unwritten_bytes
+        self.writer.stop(timeout=120)
+        self.unwritten_bytes = self.wal.depth_bytes()
         self.wal.close()
         self.decoder.close()
         for client in self._clients:
@@ -181,6 +198,7 @@ class Node:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+        return self.unwritten_bytes
 
     def _lock_data_dir(self) -> None:
         handle = open(self.data_dir / "node.lock", "w")  # noqa: SIM115 - held for the node's life

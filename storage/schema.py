@@ -304,6 +304,82 @@ CREATE TABLE IF NOT EXISTS stores (
 ORDER BY store_id
 """
 
+# -- alerts tables -------------------------------------------------------------------------------
+# Every state change of every alert instance (inactive/pending/firing/resolved), with the
+# labels, annotations and business context it had then; the latest row per fingerprint is
+# the instance's state, and what a restarted node resumes from.
+_ALERT_HISTORY = """
+CREATE TABLE IF NOT EXISTS alert_history (
+    time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    fingerprint String,
+    rule LowCardinality(String),
+    state LowCardinality(String),
+    previous LowCardinality(String),
+    labels Map(LowCardinality(String), String),
+    annotations Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    context String CODEC(ZSTD(3)),
+    active_at DateTime64(6, 'UTC'),
+    fired_at Nullable(DateTime64(6, 'UTC')),
+    resolved_at Nullable(DateTime64(6, 'UTC'))
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(time)
+ORDER BY (fingerprint, time, state)
+TTL toDateTime(time) + INTERVAL {events_ttl_days} DAY
+"""
+
+# The notification log (Alertmanager's nflog): what each receiver was last told about each
+# group, so neither a second evaluation nor a restart sends it again. One row per
+# (receiver, group, content, kind); a repeat of the same content keeps the latest time.
+_ALERT_NOTIFICATIONS = """
+CREATE TABLE IF NOT EXISTS alert_notifications (
+    receiver_key String,
+    receiver String,
+    group_key String,
+    content_hash String,
+    kind LowCardinality(String),
+    firing Array(String),
+    resolved Array(String),
+    sent_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(sent_at)
+ORDER BY (receiver_key, group_key, content_hash, kind)
+TTL toDateTime(sent_at) + INTERVAL 90 DAY
+"""
+
+# Every delivery attempt, failed ones included; receivers are stored masked (scheme://***).
+_ALERT_ATTEMPTS = """
+CREATE TABLE IF NOT EXISTS alert_attempts (
+    time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    receiver_key String,
+    receiver String,
+    group_key String,
+    rule LowCardinality(String),
+    kind LowCardinality(String),
+    attempt UInt8,
+    status LowCardinality(String),
+    error String,
+    fingerprints Array(String),
+    title String CODEC(ZSTD(3))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(time)
+ORDER BY time
+TTL toDateTime(time) + INTERVAL 90 DAY
+"""
+
+_ALERT_SILENCES = """
+CREATE TABLE IF NOT EXISTS alert_silences (
+    id String,
+    matchers Map(String, String),
+    starts_at DateTime64(6, 'UTC'),
+    ends_at DateTime64(6, 'UTC'),
+    comment String,
+    created_by String,
+    created_at DateTime64(6, 'UTC'),
+    deleted UInt8,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY id
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -325,6 +401,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             _PROMOTIONS,
             _STORES,
         ),
+    ),
+    Migration(
+        4,
+        "alert history, notification log, delivery attempts, silences",
+        (_ALERT_HISTORY, _ALERT_NOTIFICATIONS, _ALERT_ATTEMPTS, _ALERT_SILENCES),
     ),
 )
 
