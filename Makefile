@@ -17,11 +17,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-# Debian packages the tests drive: docker-compose validates docker-compose.yml.
+# Debian packages the tests drive: docker-compose validates docker-compose.yml; Chromium opens the dashboard.
 system-packages:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  echo "installing Debian's docker-compose (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/milepost serve
@@ -44,7 +47,7 @@ clean:
 # Benchmarks (not tests): `make bench` runs them all, `make bench-<name>` one of them.
 # BENCH_SIZE=quick takes under 2 minutes; full (the figures of record) under 20.
 BENCH_SIZE ?= full
-BENCHMARKS := ingest correlator
+BENCHMARKS := ingest correlator alerts
 .PHONY: $(addprefix bench-,$(BENCHMARKS))
 
 bench: $(addprefix bench-,$(BENCHMARKS))
@@ -54,3 +57,6 @@ bench-ingest: $(VENV)/.installed-dev
 
 bench-correlator: $(VENV)/.installed-dev
 	$(PY) -m bench.correlator --size $(BENCH_SIZE)
+
+bench-alerts: $(VENV)/.installed-dev
+	$(PY) -m bench.alerts --size $(BENCH_SIZE)

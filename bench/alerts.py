@@ -5,7 +5,7 @@ ClickHouse SQL, open orders (a share of them stalled or failing postings), promo
 to many stores with stragglers, and per-system SKU snapshots; then times ``AlertEngine.evaluate``
 (every rule kind, real ClickHouse queries, an in-memory notifier so delivery is not measured)
 and reports the cycle time and the memory it takes. Full size is the issue's figure: 1 million
-open orders and 1,000 promotions × 500 stores.
+open orders and 1,000 promotions x 500 stores.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ SELECT concat('W-', leftPad(toString(number), 9, '0')) AS canonical, [canonical]
     ['bopis', 'ship', 'ship_from_store', 'in_store'][intDiv(number, 4) % 4 + 1],
     base AS first_accepted, base,
     base + toIntervalSecond(60), base + toIntervalSecond(60),
-    if(number % 20 = 0, NULL, base + toIntervalSecond(300)), if(number % 20 = 0, NULL, base + toIntervalSecond(300)),
-    if(number % 20 = 0, NULL, base + toIntervalSecond(600)), if(number % 20 = 0, NULL, base + toIntervalSecond(600)),
+    if(number % 20 = 0, NULL, base + toIntervalSecond(300)),
+    if(number % 20 = 0, NULL, base + toIntervalSecond(300)),
+    if(number % 20 = 0, NULL, base + toIntervalSecond(600)),
+    if(number % 20 = 0, NULL, base + toIntervalSecond(600)),
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     base, base + toIntervalSecond(600),
     0, 0, if(number % 100 = 7, 1, 0), if(number % 100 = 7, base + toIntervalSecond(900), NULL), NULL,
@@ -50,7 +52,8 @@ FROM (
 _PROMOTIONS = """
 INSERT INTO promotions
 SELECT concat('P-', toString(p)), 'published', '', published, NULL,
-    arrayMap(s -> leftPad(toString(s), 3, '0'), range({stores:UInt32})), [], 'promotion', concat('hq/', toString(p))
+    arrayMap(s -> leftPad(toString(s), 3, '0'), range({stores:UInt32})), [], 'promotion',
+    concat('hq/', toString(p))
 FROM (SELECT number AS p, toDateTime64({now:Int64}, 6, 'UTC') - toIntervalSecond(7200) AS published
       FROM numbers({promotions:UInt32}))
 """
@@ -72,9 +75,12 @@ _STORES = (
 
 # Two systems per SKU and store; every 500th pair drifts by 7 units.
 _SNAPSHOTS = """
-INSERT INTO sku_events (sku, location_id, kind, time, event_key, system, qty, on_hand, delta, order_key, reason)
-SELECT concat('SKU-', toString(number % 1000)), leftPad(toString(intDiv(number, 1000) % {stores:UInt32}), 3, '0'),
-    'snapshot', toDateTime64({now:Int64}, 6, 'UTC') - toIntervalSecond(1800), concat('snap/', toString(number), '/', sys),
+INSERT INTO sku_events
+    (sku, location_id, kind, time, event_key, system, qty, on_hand, delta, order_key, reason)
+SELECT concat('SKU-', toString(number % 1000)),
+    leftPad(toString(intDiv(number, 1000) % {stores:UInt32}), 3, '0'),
+    'snapshot', toDateTime64({now:Int64}, 6, 'UTC') - toIntervalSecond(1800),
+    concat('snap/', toString(number), '/', sys),
     sys, 0, 20 + if(sys = 'pos' AND number % 500 = 0, 7, 0), 0, '', ''
 FROM numbers(100000) ARRAY JOIN ['erp', 'pos'] AS sys
 """
@@ -119,7 +125,7 @@ def run(size: str) -> list[Figure]:
         client = open_client("", Path(tmp))
         migrate(client, StorageConfig())
         seconds = seed(client, orders, promotions, stores, now_s)
-        print(f"seeded {orders:,} open orders, {promotions:,} promotions × {stores} stores in {seconds:.1f}s")
+        print(f"seeded {orders:,} open orders, {promotions:,} promotions x {stores} stores in {seconds:.1f}s")
         settings = parse_alerts({"rules": RULES, "routes": [{"notify": ["json://127.0.0.1:9/hook"]}]})
         notifier = InMemoryNotifier()
         engine = AlertEngine(client, settings, DEFAULT_SLA, parse_promotions(None), notifier=notifier)
@@ -142,7 +148,7 @@ def run(size: str) -> list[Figure]:
         print("per rule kind:", ", ".join(f"{kind} {seconds:.2f}s" for kind, seconds in per_rule.items()))
         firing = [a for a in engine.current().values() if a.state == "firing"]
         client.close()
-    scale = f"{orders:,} open orders, {promotions:,} promotions × {stores} stores"
+    scale = f"{orders:,} open orders, {promotions:,} promotions x {stores} stores"
     return [
         Figure(
             "alerts.cycle_s",
