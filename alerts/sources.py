@@ -28,6 +28,7 @@ from correlator.catalog import PromotionReader
 from correlator.model import LIFECYCLE
 from correlator.propagation import PromotionSettings
 from correlator.sla import SlaRule, stall_columns_sql, stalled_sql
+from correlator.summary import FAILED_POSTING_SQL
 from correlator.verdicts import PREREQUISITES
 
 LISTED = 50
@@ -197,15 +198,13 @@ class ClickHouseSource:
         ]
 
     def failed_postings(self, params: PostingParams, now: float) -> list[Candidate]:
-        # The condition of correlator.kpis: a failure with no successful posting at or after it.
         age = " AND last_posting_failure >= {oldest:DateTime64(6, 'UTC')}" if params.max_age_s else ""
         rows = self._rows(
             "SELECT store_id, count() AS n, argMin(canonical, failed) AS oldest, "
             "toUnixTimestamp64Micro(min(failed)) AS oldest_us, "
             f"arrayMap(x -> x.2, groupArraySorted({LISTED})((failed, canonical))) AS orders "
             "FROM (SELECT canonical, store_id, assumeNotNull(last_posting_failure) AS failed "
-            "FROM order_summary FINAL WHERE is_deleted = 0 AND posting_failures > 0 "
-            "AND (last_posting IS NULL OR last_posting < last_posting_failure) "
+            f"FROM order_summary FINAL WHERE is_deleted = 0 AND {FAILED_POSTING_SQL} "
             f"AND last_posting_failure <= {{now:DateTime64(6, 'UTC')}}{age}) "
             "GROUP BY store_id HAVING n >= {min_orders:UInt32} ORDER BY store_id",
             {"now": _at(now), "oldest": _at(now - (params.max_age_s or 0)), "min_orders": params.min_orders},

@@ -12,9 +12,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from correlator.catalog import PromotionReader
-from correlator.model import LIFECYCLE
 from correlator.propagation import percentile
 from correlator.sla import SlaRule, stalled_sql
+from correlator.summary import FAILED_POSTING_SQL, OPEN_SQL, ORDER_TIME_SQL, STATE_SQL
 
 # Durations reported, as (name, from milestone, to milestone).
 DURATIONS: tuple[tuple[str, str, str], ...] = (
@@ -27,15 +27,6 @@ DURATIONS: tuple[tuple[str, str, str], ...] = (
     ("refund_to_reconciled", "refunded", "reconciled"),
     ("fulfilled_to_reconciled", "fulfilled", "reconciled"),
 )
-
-_STATE = (
-    "multiIf(first_cancelled IS NOT NULL, 'cancelled', "
-    + ", ".join(f"first_{m} IS NOT NULL, '{m}'" for m in reversed(LIFECYCLE))
-    + ", '')"
-)
-_FAILED_POSTING = "posting_failures > 0 AND (last_posting IS NULL OR last_posting < last_posting_failure)"
-_OPEN = "first_cancelled IS NULL AND first_reconciled IS NULL"
-_ORDER_TIME = "ifNull(first_accepted, first_seen)"
 
 
 def _seconds(a: str, b: str) -> str:
@@ -113,8 +104,8 @@ class KpiReader:
     def _window(self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]) -> str:
         parameters["since"] = _dt(since_us)
         parameters["until"] = _dt(until_us)
-        since = f"{_ORDER_TIME} >= {{since:DateTime64(6, 'UTC')}}"
-        until = f"{_ORDER_TIME} < {{until:DateTime64(6, 'UTC')}}"
+        since = f"{ORDER_TIME_SQL} >= {{since:DateTime64(6, 'UTC')}}"
+        until = f"{ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}}"
         return " AND ".join([*scope, since, until])
 
     def _periods(
@@ -126,11 +117,11 @@ class KpiReader:
         params["split"] = _dt(since_us)
         stalled = stalled_sql(self.rules, "now")
         rows = self.client.query(
-            f"SELECT {_ORDER_TIME} >= {{split:DateTime64(6, 'UTC')}} AS current, "
-            f"count() AS orders, countIf({_OPEN}) AS open, countIf(({stalled}) = 1) AS stalled, "
-            f"countIf({_FAILED_POSTING}) AS failed_postings, sum(posting_failures) AS failures_total, "
+            f"SELECT {ORDER_TIME_SQL} >= {{split:DateTime64(6, 'UTC')}} AS current, "
+            f"count() AS orders, countIf({OPEN_SQL}) AS open, countIf(({stalled}) = 1) AS stalled, "
+            f"countIf({FAILED_POSTING_SQL}) AS failed_postings, sum(posting_failures) AS failures_total, "
             "sumMap([channel], [toUInt64(1)]) AS by_channel, "
-            f"sumMap([{_STATE}], [toUInt64(1)]) AS by_state, "
+            f"sumMap([{STATE_SQL}], [toUInt64(1)]) AS by_state, "
             f"{_duration_columns()} FROM order_summary FINAL WHERE {where} GROUP BY current",
             parameters=params,
         ).named_results()
@@ -144,9 +135,9 @@ class KpiReader:
         where = self._window(since_us, until_us, scope, params)
         stalled = stalled_sql(self.rules, "now")
         rows = self.client.query(
-            f"SELECT toDate({_ORDER_TIME}) AS day, channel, count() AS orders, "
+            f"SELECT toDate({ORDER_TIME_SQL}) AS day, channel, count() AS orders, "
             f"countIf(({stalled}) = 1) AS stalled, "
-            f"countIf({_FAILED_POSTING}) AS failed_postings, "
+            f"countIf({FAILED_POSTING_SQL}) AS failed_postings, "
             f"quantilesIf(0.5, 0.95)({_seconds('accepted', 'ready')}, {_has('accepted', 'ready')}) "
             "AS ready_q, "
             f"countIf({_has('accepted', 'ready')}) AS ready_n "
@@ -173,7 +164,7 @@ class KpiReader:
         where = self._window(since_us, until_us, scope, params)
         stalled = stalled_sql(self.rules, "now")
         rows = self.client.query(
-            f"SELECT store_id, countIf(({stalled}) = 1) AS stalled, countIf({_OPEN}) AS open "
+            f"SELECT store_id, countIf(({stalled}) = 1) AS stalled, countIf({OPEN_SQL}) AS open "
             f"FROM order_summary FINAL WHERE {where} AND store_id != '' GROUP BY store_id "
             "HAVING open > 0 ORDER BY stalled / open DESC, stalled DESC, store_id LIMIT 10",
             parameters=params,

@@ -16,17 +16,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from correlator.model import LIFECYCLE, Anomaly, OrderVerdict, TimelineEntry
+from correlator.model import Anomaly, OrderVerdict, TimelineEntry
 from correlator.sla import SlaRule, stall_columns_sql, stalled_sql
+from correlator.summary import OPEN_SQL, STATE_SQL
 from correlator.verdicts import order_verdict
 
 STATUSES = ("stalled", "open", "all")
-
-_STATE_SQL = (
-    "multiIf(first_cancelled IS NOT NULL, 'cancelled', "
-    + ", ".join(f"first_{m} IS NOT NULL, '{m}'" for m in reversed(LIFECYCLE))
-    + ", '')"
-)
 
 
 def iso(us: int | None) -> str | None:
@@ -175,7 +170,7 @@ class OrderReader:
             page_conditions.append("canonical > {after:String}")
             parameters["after"] = after
         rows = self.client.query(
-            f"SELECT canonical, {_STATE_SQL} AS state, channel, store_id, fulfillment, "
+            f"SELECT canonical, {STATE_SQL} AS state, channel, store_id, fulfillment, "
             "toUnixTimestamp64Micro(first_seen) AS first_seen_us, "
             "toUnixTimestamp64Micro(last_seen) AS last_seen_us, "
             f"{stall_columns_sql(self.rules, 'now')} "
@@ -195,7 +190,7 @@ class OrderReader:
         if where.status == "stalled":
             conditions.append(f"({stalled_sql(self.rules, 'now')}) = 1")
         elif where.status == "open":
-            conditions.append("first_cancelled IS NULL AND first_reconciled IS NULL")
+            conditions.append(OPEN_SQL)
         if where.store_id:
             conditions.append("store_id = {store:String}")
             parameters["store"] = where.store_id
@@ -203,7 +198,7 @@ class OrderReader:
             conditions.append("store_id IN {stores:Array(String)}")
             parameters["stores"] = list(stores)
         if where.milestone:
-            conditions.append(f"{_STATE_SQL} = {{milestone:String}}")
+            conditions.append(f"{STATE_SQL} = {{milestone:String}}")
             parameters["milestone"] = where.milestone
         if where.since_us is not None:
             conditions.append("first_seen >= {since:DateTime64(6, 'UTC')}")
