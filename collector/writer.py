@@ -156,14 +156,17 @@ class StorageWriter:
         for kind, tables in sorted(by_kind.items()):
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             name = KIND_NAMES[kind]
+            # One token per kind: spans and events of one batch both derive timeline rows, and
+            # a shared token would make ClickHouse drop the second insert as a repeat.
+            kind_token = f"{token}:{name}"
             started = time.perf_counter()
             try:
                 if kind == SPANS:
-                    self.metrics.duplicates.inc(self.sink.write_spans(table, token), "spans")
+                    self.metrics.duplicates.inc(self.sink.write_spans(table, kind_token), "spans")
                 elif kind == EVENTS:
-                    self.metrics.duplicates.inc(self.sink.write_events(table, token), "events")
+                    self.metrics.duplicates.inc(self.sink.write_events(table, kind_token), "events")
                 else:
-                    self.sink.write_quarantine(table, token)
+                    self.sink.write_quarantine(table, kind_token)
             except StorageUnavailable:
                 self.metrics.insert_errors.inc(1, name)
                 raise
