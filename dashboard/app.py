@@ -1,0 +1,48 @@
+"""The dashboard's entry (``streamlit run dashboard/app.py``): page frame and navigation.
+
+Deep links open their view directly: ``/?order=KEY`` the Order page, ``/?sku=SKU`` the SKU page,
+``/?promotion=ID`` the Operations page (alerts link to them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.client import Api
+
+PAGES = Path(__file__).resolve().parent / "pages"
+# (query parameter, page file, title, icon, url path); the first one named in the URL opens.
+VIEWS = (
+    ("order", "order.py", "Order", ":material/receipt_long:", "order"),
+    ("sku", "sku.py", "SKU", ":material/inventory_2:", "sku"),
+    ("promotion", "operations.py", "Operations", ":material/monitor_heart:", "operations"),
+    ("", "kpis.py", "KPIs", ":material/insights:", "kpis"),
+)
+
+
+def landing(query: dict[str, str]) -> str:
+    """The page file a URL's query parameters ask for (the Order page when none does)."""
+    for parameter, page, *_ in VIEWS:
+        if parameter and query.get(parameter):
+            return page
+    return "order.py"
+
+
+def main() -> None:
+    st.set_page_config(page_title="Milepost", page_icon=":material/local_shipping:", layout="wide")
+    opened = landing(st.query_params.to_dict())
+    pages = [
+        st.Page(PAGES / page, title=title, icon=icon, url_path=path, default=page == opened)
+        for _, page, title, icon, path in VIEWS
+    ]
+    navigation = st.navigation({"Milepost": pages})
+    with st.sidebar:
+        st.caption(f"API: {Api.from_environment().url}")
+        st.caption("Answers are cached for 10 s.")
+    navigation.run()
+
+
+if __name__ == "__main__":
+    main()

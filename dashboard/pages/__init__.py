@@ -1,0 +1,1 @@
+"""One Streamlit page script per view; each runs ``render()`` when Streamlit executes it."""

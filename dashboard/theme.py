@@ -1,0 +1,134 @@
+"""The dashboard's shared look: page frame, colours per source system and status, banners, charts.
+
+Every chart goes through ``style``, which refuses a figure without axis titles: a number on a
+chart means nothing to an executive without its unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import quote
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.client import NOT_FOUND, Problem
+from dashboard.sentences import DONE, ERROR, LATE, Summary, system_name
+
+# Okabe-Ito, readable by colour-blind viewers; the first ones go to the systems every estate has.
+PALETTE = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # green
+    "#CC79A7",  # purple
+    "#56B4E9",  # sky
+    "#D55E00",  # vermillion
+    "#8C6D31",  # brown
+    "#332288",  # indigo
+    "#117733",  # dark green
+    "#882255",  # wine
+)
+SYSTEM_COLOURS = {
+    "Web shop": "#0072B2",
+    "App": "#56B4E9",
+    "POS": "#E69F00",
+    "ERP": "#882255",
+    "WMS": "#009E73",
+    "Payments": "#CC79A7",
+    "Pricing": "#332288",
+}
+STATUS_COLOURS = {
+    "ok": "#2E8540",
+    "on_time": "#2E8540",
+    "late": "#E69F00",
+    "pending": "#8A8F98",
+    "missing": "#C62828",
+    "error": "#C62828",
+    "stalled": "#E69F00",
+}
+NOW_COLOUR = "#5B6170"
+MISSING_COLOUR = STATUS_COLOURS["missing"]
+FONT = "Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif"
+# The page (url path) that answers each deep-link parameter; see dashboard/app.py.
+VIEW_PATHS = {"order": "order", "sku": "sku", "promotion": "operations"}
+LINK_TEXT = r"\?\w+=(.*)"  # a table's link column shows the id, not the URL
+
+
+def deep_link(parameter: str, value: str) -> str:
+    """A link to the view of ``value`` (``order?order=W-1``), relative so it works under any base URL."""
+    return f"{VIEW_PATHS[parameter]}?{parameter}={quote(value, safe='')}"
+
+
+def system_colour(source_or_system: str) -> str:
+    """One colour per source system, the same on every page and every run."""
+    name = system_name(source_or_system) if source_or_system not in SYSTEM_COLOURS else source_or_system
+    if name in SYSTEM_COLOURS:
+        return SYSTEM_COLOURS[name]
+    digest = hashlib.sha256(name.lower().encode()).digest()
+    return PALETTE[digest[0] % len(PALETTE)]
+
+
+def status_colour(status: str) -> str:
+    return STATUS_COLOURS.get(status, NOW_COLOUR)
+
+
+def style(fig: go.Figure, x_title: str, y_title: str, height: int = 380, legend_title: str = "") -> go.Figure:
+    """The shared chart layout; ``x_title`` and ``y_title`` say what an axis holds and in which unit."""
+    if not x_title.strip() or not y_title.strip():
+        raise ValueError("Every chart needs both axis titles, with their units.")
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        font={"family": FONT, "size": 13},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": {"text": legend_title}},
+        hoverlabel={"font": {"family": FONT}},
+    )
+    fig.update_xaxes(title_text=x_title, showgrid=True, zeroline=False)
+    fig.update_yaxes(title_text=y_title, showgrid=True, zeroline=False)
+    return fig
+
+
+def axis_titles(spec: dict[str, Any]) -> dict[str, str]:
+    """Every axis title of a figure's JSON (``xaxis``, ``yaxis``, ``xaxis2``...), for checks."""
+    titles = {}
+    for name, axis in spec.get("layout", {}).items():
+        if (name.startswith("xaxis") or name.startswith("yaxis")) and isinstance(axis, dict):
+            title = axis.get("title") or {}
+            titles[name] = str(title.get("text", "") if isinstance(title, dict) else title)
+    return titles
+
+
+def chart(fig: go.Figure, key: str | None = None) -> None:
+    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+def page_header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+def show_problem(problem: Problem, what: str = "") -> None:
+    """A banner, never a stack trace: unknown keys as a warning, everything else as an error."""
+    prefix = f"{what}: " if what else ""
+    if problem.kind == NOT_FOUND:
+        st.warning(f"{prefix}{problem.message}", icon=":material/search_off:")
+    else:
+        st.error(f"{prefix}{problem.message}", icon=":material/cloud_off:")
+
+
+def show_summary(summary: Summary) -> None:
+    if summary.level == ERROR:
+        st.error(summary.text, icon=":material/error:")
+    elif summary.level == LATE:
+        st.warning(summary.text, icon=":material/schedule:")
+    elif summary.level == DONE:
+        st.info(summary.text, icon=":material/task_alt:")
+    else:
+        st.success(summary.text, icon=":material/check_circle:")
+
+
+def status_badge(status: str) -> str:
+    """A coloured Markdown badge for a status (``ok``, ``late``, ``missing``...)."""
+    colour = {"ok": "green", "on_time": "green", "late": "orange", "pending": "gray"}.get(status, "red")
+    return f":{colour}-badge[{status.replace('_', ' ')}]"

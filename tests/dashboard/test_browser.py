@@ -1,0 +1,155 @@
+"""The dashboard as a user sees it: ``milepost dashboard`` serving Streamlit, opened by headless Chromium.
+
+Streamlit renders after its websocket connects, so every check waits for the rendered element
+(never a fixed sleep). Screenshots go to ``tests/output/`` for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.dashboard.estate import PROMOTION, READ_TOKEN, SKU, STALLED, STALLED_RECEIPT
+from tests.support import MILEPOST, REPO, NodeProcess, free_port, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The flags that work as root on this kind of machine (see FACTS.md); Playwright adds a fresh profile.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OUTPUT = REPO / "tests" / "output"
+CHART = '[data-testid="stPlotlyChart"] .main-svg'
+WAIT_MS = 45_000
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=1).text.strip() == "ok"
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def dashboard(estate_node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``milepost dashboard`` against the estate node, with its read token; yields the dashboard's URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILEPOST_")}
+    command = [*MILEPOST, "dashboard", "--api", estate_node.url, "--port", str(port), "--token", READ_TOKEN]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=log_path.parent)
+    try:
+        wait_until(lambda: process.poll() is not None or _healthy(url), 90, f"the dashboard on {url}", 0.2)
+        assert process.poll() is None, f"milepost dashboard exited: {log_path.read_text()}"
+        announced = log_path.read_text()
+        assert f"dashboard on {url} reading {estate_node.url}" in announced, announced
+        assert READ_TOKEN not in announced
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}: `make test` installs it (Debian's chromium, through "
+            "`make system-packages`), or run `apt-get install -y --no-install-recommends chromium`.",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 2000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def _open(page: Page, url: str, charts: int) -> None:
+    """Go to ``url`` and wait until ``charts`` plotly charts have drawn their SVG."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(CHART, timeout=WAIT_MS)
+    page.wait_for_function(
+        "([selector, n]) => document.querySelectorAll(selector).length >= n",
+        arg=[CHART, charts],
+        timeout=WAIT_MS,
+    )
+
+
+def _shot(page: Page, name: str) -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / f"dashboard-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def _visible(page: Page, text: str) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize(
+    ("name", "link", "charts", "words"),
+    [
+        (
+            "order",
+            f"/?order={STALLED_RECEIPT}",
+            2,
+            [f"Order {STALLED}", "not reserved: SLA 10 min", "Inventory service at DC-2 returned errors"],
+        ),
+        ("sku", f"/?sku={SKU}", 1, ["At 042 the systems disagree by 4 units", "Events of 884-12"]),
+        (
+            "promotion",
+            f"/?promotion={PROMOTION}",
+            2,
+            ["Still at the old price: 023", "Activation lag per store"],
+        ),
+        ("kpis", "/kpis", 4, ["Order to ready p50", "Top stores by stalled rate"]),
+        ("operations", "/operations", 2, ["Stalled orders", "Ingest health"]),
+        # Where a table's order link leads (relative "order?order=ID" from any page).
+        ("order-link", "/order?order=W-10024", 1, ["Order W-10024", "Nothing is late."]),
+    ],
+)
+def test_each_view_renders_its_charts_and_answer(
+    dashboard: str, page: Page, name: str, link: str, charts: int, words: list[str]
+) -> None:
+    _open(page, f"{dashboard}{link}", charts)
+    for text in words:
+        _visible(page, text)
+    assert "Traceback" not in page.content()
+    assert _shot(page, name).stat().st_size > 10_000
+
+
+def test_unknown_order_suggests_near_ids_and_a_suggestion_opens_it(dashboard: str, page: Page) -> None:
+    page.goto(f"{dashboard}/?order=W-10032", wait_until="domcontentloaded")
+    _visible(page, "Order 'W-10032' is not known")
+    suggestion = page.get_by_role("button", name=STALLED)
+    suggestion.wait_for(state="visible", timeout=WAIT_MS)
+    _shot(page, "unknown-order")
+    suggestion.click()
+    page.wait_for_selector(CHART, timeout=WAIT_MS)
+    _visible(page, "not reserved: SLA 10 min")
+    assert f"order={STALLED}" in page.url  # the search box is bound to the deep link
