@@ -27,7 +27,7 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/milepost serve
+	$(VENV)/bin/milepost demo
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
