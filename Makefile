@@ -47,7 +47,7 @@ clean:
 # Benchmarks (not tests): `make bench` runs them all, `make bench-<name>` one of them.
 # BENCH_SIZE=quick takes under 2 minutes; full (the figures of record) under 20.
 BENCH_SIZE ?= full
-BENCHMARKS := ingest correlator alerts
+BENCHMARKS := ingest correlator alerts simulator
 .PHONY: $(addprefix bench-,$(BENCHMARKS))
 
 bench: $(addprefix bench-,$(BENCHMARKS))
@@ -60,3 +60,6 @@ bench-correlator: $(VENV)/.installed-dev
 
 bench-alerts: $(VENV)/.installed-dev
 	$(PY) -m bench.alerts --size $(BENCH_SIZE)
+
+bench-simulator: $(VENV)/.installed-dev
+	$(PY) -m bench.simulator --size $(BENCH_SIZE)
