@@ -60,9 +60,16 @@ class Identity:
         edges, truncated = self._walk(set(start))
         nodes = {node for edge in edges for node in edge[:2]} | set(start)
         facts = self._facts(nodes)
+        components = _components(nodes, edges)
+        # Each component's own edges, found once: scanning every edge per component is
+        # quadratic, and one batch can touch tens of thousands of orders.
+        where = {node: index for index, component in enumerate(components) for node in component}
+        edges_of: list[set[tuple[str, str]]] = [set() for _ in components]
+        for edge in edges:
+            edges_of[where[edge[0]]].add(edge)
         groups: list[Group] = []
-        for component in _components(nodes, edges):
-            groups.extend(self._resolve(component, edges, facts, truncated))
+        for component, inner in zip(components, edges_of, strict=True):
+            groups.extend(self._resolve(component, inner, facts, truncated))
         return groups
 
     def _walk(self, start: set[str]) -> tuple[set[tuple[str, str]], bool]:
@@ -111,11 +118,11 @@ class Identity:
     def _resolve(
         self,
         component: set[str],
-        edges: set[tuple[str, str]],
+        inner: set[tuple[str, str]],
         facts: dict[str, tuple[int, bool]],
         truncated: bool,
     ) -> list[Group]:
-        inner = {(a, b) for a, b in edges if a in component and b in component}
+        """Canonical id, members and issues of one connected component (``inner``: its edges)."""
         issues = [f"alias cycle: {cycle}" for cycle in _directed_cycles(inner)]
         if truncated:
             issues.append(f"alias group larger than {self.max_keys} keys; only part of it was read")
