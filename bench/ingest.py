@@ -238,8 +238,14 @@ def _order_events(rng: random.Random, order: int, base_ns: int) -> list[dict[str
         "total": total,
         "currency": "EUR",
     }
-    payment = {**order_key, "amount": total, "currency": "EUR", "payment_ref": f"pay-{order:05d}"}
-    ready = {**order_key, "store_id": store, "pickup_code": f"P{order:05d}"}
+    # Aliases carry the request's stamp too: every order's payment reference and pickup code is its own.
+    payment = {
+        **order_key,
+        "amount": total,
+        "currency": "EUR",
+        "payment_ref": f"pay-{SEQ_MARK.decode()}-{order:05d}",
+    }
+    ready = {**order_key, "store_id": store, "pickup_code": f"P-{SEQ_MARK.decode()}-{order:05d}"}
     flow: list[tuple[str, str, dict[str, Any]]] = [
         ("retail.order.accepted", "/web/checkout", accepted),
         ("retail.payment.confirmed", "/payments/psp", payment),

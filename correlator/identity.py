@@ -134,16 +134,36 @@ class Identity:
             return [Group(canonical, tuple(sorted(component)), tuple(issues))]
         owner, contested = _nearest_root(component, inner, roots)
         unowned = tuple(sorted(component - owner.keys()))
+        # One pass over owners and conflicts: a value shared by thousands of orders (a payment
+        # reference "N/A", say) must cost linear time and memory, never roots x conflicts.
+        members_of: dict[str, list[str]] = defaultdict(list)
+        for node, owned_by in owner.items():
+            members_of[owned_by].append(node)
+        conflicts_of: dict[str, list[str]] = defaultdict(list)
+        for alias, claimants in sorted(contested.items()):
+            for root in claimants:
+                if len(conflicts_of[root]) < _MAX_NOTES:
+                    conflicts_of[root].append(_conflict_note(alias, root, claimants))
         groups = []
         for root in roots:
-            members = sorted(node for node, owned_by in owner.items() if owned_by == root)
-            notes = list(issues)
-            for alias, claimants in sorted(contested.items()):
-                if root in claimants:
-                    others = ", ".join(sorted(c for c in claimants if c != root))
-                    notes.append(f"conflicting alias {alias} also links {others}")
-            groups.append(Group(root, tuple(members), tuple(notes), unowned if root == roots[0] else ()))
+            notes = [*issues, *conflicts_of.get(root, [])]
+            groups.append(
+                Group(
+                    root, tuple(sorted(members_of[root])), tuple(notes), unowned if root == roots[0] else ()
+                )
+            )
         return groups
+
+
+_MAX_NOTES = 20
+_MAX_NAMED = 5
+
+
+def _conflict_note(alias: str, root: str, claimants: set[str]) -> str:
+    others = sorted(c for c in claimants if c != root)
+    named = ", ".join(others[:_MAX_NAMED])
+    more = f" and {len(others) - _MAX_NAMED} more" if len(others) > _MAX_NAMED else ""
+    return f"conflicting alias {alias} also links {named}{more}"
 
 
 def _components(nodes: set[str], edges: set[tuple[str, str]]) -> list[set[str]]:
