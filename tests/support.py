@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -157,6 +158,9 @@ def in_process_node(
     raw = dict(raw_config or {})
     raw.setdefault("server", {}).setdefault("decode_workers", 1)
     config: Config = parse_config(raw)
+    # Opening the embedded store points TMPDIR at the node's own folder (process-wide, as the
+    # node owns its process); here the process is pytest's, so it is put back afterwards.
+    saved_tmpdir, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
     node = Node(config, data_dir, wrap_sink=wrap_sink)
     node.open()
     port = free_port()
@@ -173,3 +177,8 @@ def in_process_node(
         server.should_exit = True
         thread.join(30)
         node.close()
+        if saved_tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_tmpdir
+        tempfile.tempdir = saved_tempdir

@@ -76,7 +76,9 @@ def browser() -> Iterator[Browser]:
             pytrace=False,
         )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        # A short TMPDIR: Chromium aborts when its singleton socket path exceeds the Unix limit.
+        environment = {**os.environ, "TMPDIR": "/tmp"}
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, env=environment)
         yield launched
         launched.close()
 
