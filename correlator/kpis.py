@@ -61,6 +61,8 @@ class KpiReader:
         self.client = client
         self.rules = tuple(rules)
         self.promotions = promotions
+        # The SLA rules are fixed for the node's life: build their (long) SQL once.
+        self.stalled = stalled_sql(self.rules, "now")
 
     def kpis(
         self,
@@ -101,21 +103,22 @@ class KpiReader:
             parameters["stores"] = list(stores)
         return scope, parameters
 
-    def _window(self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]) -> str:
-        parameters["since"] = _dt(since_us)
-        parameters["until"] = _dt(until_us)
+    def _window(
+        self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """The query parameters and WHERE clause of orders placed in [since, until) within ``scope``."""
+        params = {**parameters, "since": _dt(since_us), "until": _dt(until_us)}
         since = f"{ORDER_TIME_SQL} >= {{since:DateTime64(6, 'UTC')}}"
         until = f"{ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}}"
-        return " AND ".join([*scope, since, until])
+        return params, " AND ".join([*scope, since, until])
 
     def _periods(
         self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Headline figures of the window and of the equally long window before it, in one scan."""
-        params = dict(parameters)
-        where = self._window(since_us - (until_us - since_us), until_us, scope, params)
+        params, where = self._window(since_us - (until_us - since_us), until_us, scope, parameters)
         params["split"] = _dt(since_us)
-        stalled = stalled_sql(self.rules, "now")
+        stalled = self.stalled
         rows = self.client.query(
             f"SELECT {ORDER_TIME_SQL} >= {{split:DateTime64(6, 'UTC')}} AS current, "
             f"count() AS orders, countIf({OPEN_SQL}) AS open, countIf(({stalled}) = 1) AS stalled, "
@@ -131,9 +134,8 @@ class KpiReader:
     def _series(
         self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        params = dict(parameters)
-        where = self._window(since_us, until_us, scope, params)
-        stalled = stalled_sql(self.rules, "now")
+        params, where = self._window(since_us, until_us, scope, parameters)
+        stalled = self.stalled
         rows = self.client.query(
             f"SELECT toDate({ORDER_TIME_SQL}) AS day, channel, count() AS orders, "
             f"countIf(({stalled}) = 1) AS stalled, "
@@ -160,9 +162,8 @@ class KpiReader:
     def _top_stores(
         self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        params = dict(parameters)
-        where = self._window(since_us, until_us, scope, params)
-        stalled = stalled_sql(self.rules, "now")
+        params, where = self._window(since_us, until_us, scope, parameters)
+        stalled = self.stalled
         rows = self.client.query(
             f"SELECT store_id, countIf(({stalled}) = 1) AS stalled, countIf({OPEN_SQL}) AS open "
             f"FROM order_summary FINAL WHERE {where} AND store_id != '' GROUP BY store_id "
