@@ -371,30 +371,37 @@ def _builtin_span(out: Mapped, row: Mapping[str, Any]) -> None:
     key = f"span:{row['trace_id']}:{row['span_id']}"
     time_us = _time_us(row["timestamp"], 1000)
     milestone = (row.get("milestone") or "").strip().lower()
-    name = row["span_name"]
-    status = "error" if row.get("status_code") == "error" else "ok"
     valid = milestone in _VALID_MILESTONES
     out.timeline.append(
-        TimelineEntry(
-            order,
-            "milestone" if valid else "span",
-            milestone if valid else name,
-            time_us,
-            row.get("service_name") or "",
-            key,
-            name,
-            trace_id=row["trace_id"],
-            span_id=row["span_id"],
-            store_id=store,
-            channel=row.get("channel") or "",
-            status=status,
-            detail=_span_detail(row, status),
-        )
+        _span_entry(row, order, milestone if valid else "", store, row.get("channel") or "", time_us, key)
     )
     alias = row.get("alias_value") or ""
     kind = row.get("alias_kind") or ""
     if alias and kind:
         _link(out.links, alias, order, kind, time_us, key)
+
+
+def _span_entry(
+    row: Mapping[str, Any], order: str, milestone: str, store: str, channel: str, time_us: int, key: str
+) -> TimelineEntry:
+    """A span's timeline entry: a milestone when ``milestone`` is set, else a linked span."""
+    name = row["span_name"]
+    status = "error" if row.get("status_code") == "error" else "ok"
+    return TimelineEntry(
+        order,
+        "milestone" if milestone else "span",
+        milestone or name,
+        time_us,
+        row.get("service_name") or "",
+        key,
+        name,
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        store_id=store,
+        channel=channel,
+        status=status,
+        detail=_span_detail(row, status),
+    )
 
 
 def _apply_span_rule(
@@ -410,26 +417,9 @@ def _apply_span_rule(
         out.stores.add(store)
     key = f"span:{row['trace_id']}:{row['span_id']}"
     time_us = _time_us(row["timestamp"], 1000)
-    name = row["span_name"]
-    status = "error" if row.get("status_code") == "error" else "ok"
     if order:
-        out.timeline.append(
-            TimelineEntry(
-                order,
-                "milestone" if rule.milestone else "span",
-                rule.milestone or name,
-                time_us,
-                row.get("service_name") or "",
-                key,
-                name,
-                trace_id=row["trace_id"],
-                span_id=row["span_id"],
-                store_id=store,
-                channel=rule.channel(attributes, resource) if rule.channel else row.get("channel") or "",
-                status=status,
-                detail=_span_detail(row, status),
-            )
-        )
+        channel = rule.channel(attributes, resource) if rule.channel else row.get("channel") or ""
+        out.timeline.append(_span_entry(row, order, rule.milestone or "", store, channel, time_us, key))
         if rule.alias and rule.alias_kind:
             alias, kind = rule.alias(attributes, resource), rule.alias_kind(attributes, resource)
         else:

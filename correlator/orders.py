@@ -109,16 +109,6 @@ class OrderReader:
             "events": _linked(entries),
         }
 
-    def timeline(self, key: str) -> list[TimelineEntry]:
-        canonical = self.canonical(key)
-        if canonical is None:
-            return []
-        rows = self.client.query(
-            "SELECT members FROM order_summary FINAL WHERE canonical = {c:String} AND is_deleted = 0",
-            parameters={"c": canonical},
-        ).result_rows
-        return self._entries(list(rows[0][0])) if rows else []
-
     def _entries(self, members: list[str]) -> list[TimelineEntry]:
         rows = self.client.query(
             "SELECT order_key, kind, name, toUnixTimestamp64Micro(time), source, event_key, event_type, "
