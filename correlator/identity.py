@@ -57,7 +57,7 @@ class Identity:
 
     def groups(self, start: Iterable[str]) -> list[Group]:
         """The groups containing ``start`` keys, each with its canonical id, members and issues."""
-        edges, truncated = self._walk(set(start))
+        edges, unread = self._walk(set(start))
         nodes = {node for edge in edges for node in edge[:2]} | set(start)
         facts = self._facts(nodes)
         components = _components(nodes, edges)
@@ -69,17 +69,24 @@ class Identity:
             edges_of[where[edge[0]]].add(edge)
         groups: list[Group] = []
         for component, inner in zip(components, edges_of, strict=True):
-            groups.extend(self._resolve(component, inner, facts, truncated))
+            groups.extend(self._resolve(component, inner, facts, not unread.isdisjoint(component)))
         return groups
 
-    def _walk(self, start: set[str]) -> tuple[set[tuple[str, str]], bool]:
-        """Alias edges (alias, order_key) reachable from ``start`` in either direction."""
+    def _walk(self, start: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
+        """Alias edges (alias, order_key) reachable from ``start`` in either direction, and the
+        keys found but not followed because the walk reached its limits.
+
+        The key limit grows with ``start``: one batch touches thousands of small groups, which
+        must all be read whole, while a value shared by every order (a payment reference
+        "N/A", say) must not make each batch read the whole store.
+        """
         visited: set[str] = set()
         frontier = set(start)
         edges: set[tuple[str, str]] = set()
+        limit = self.max_keys + _KEYS_PER_START * len(start)
         for _ in range(self.max_hops):
             if not frontier:
-                return edges, False
+                return edges, frontier
             visited |= frontier
             self.keys.fill(frontier)
             rows = self.client.query(
@@ -90,9 +97,9 @@ class Identity:
             found = {(str(alias), str(order_key)) for alias, order_key in rows}
             edges |= found
             frontier = {node for edge in found for node in edge} - visited
-            if len(visited) + len(frontier) > self.max_keys:
-                return edges, True
-        return edges, bool(frontier)
+            if len(visited) + len(frontier) > limit:
+                return edges, frontier
+        return edges, frontier
 
     def _facts(self, nodes: set[str]) -> dict[str, tuple[int, bool]]:
         """Per key: first time seen (µs) and whether it is the id of an accepted order."""
@@ -125,7 +132,7 @@ class Identity:
         """Canonical id, members and issues of one connected component (``inner``: its edges)."""
         issues = [f"alias cycle: {cycle}" for cycle in _directed_cycles(inner)]
         if truncated:
-            issues.append(f"alias group larger than {self.max_keys} keys; only part of it was read")
+            issues.append("alias group only partly read: too large or too deep to resolve whole")
         roots = sorted(node for node in component if facts.get(node, (0, False))[1])
         if len(roots) <= 1:
             canonical = (
@@ -156,6 +163,8 @@ class Identity:
 
 
 _MAX_NOTES = 20
+# Keys a walk may read per key it starts from, beyond ``max_keys`` (real groups hold a handful).
+_KEYS_PER_START = 50
 _MAX_NAMED = 5
 
 
