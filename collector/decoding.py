@@ -1,8 +1,10 @@
 """Decoding jobs, run in worker processes so every core decodes while the node acknowledges.
 
 A job turns one request body into Arrow IPC bytes ready for the write-ahead log, plus
-its rejections (also as IPC, for the quarantine table). Workers build their privacy
-filter and contract registry once, at start.
+its rejections (also as IPC, for the quarantine table) and, when the node gives the workers a
+``Deriver``, the rows derived from it (the correlator's mapping, which is per-row Python and
+so belongs where every core can run it). Workers build their privacy filter and contract
+registry once, at start.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, ParamSpec
+from typing import Any, NamedTuple, ParamSpec, Protocol
 
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -25,17 +27,30 @@ from collector.contracts import ContractRegistry
 from collector.model import Rejection
 from collector.otlp import decode_logs, decode_traces
 from collector.privacy import DEFAULT_FIELDS, PersonalData
+from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, first_of_each
 from collector.writer import to_ipc
 from storage.tables import QUARANTINE_SCHEMA
 
 
+class Deriver(Protocol):
+    """Derives rows from a decoded table, as an opaque payload the storage sink understands.
+
+    Pickled into every worker, so it must be picklable.
+    """
+
+    def spans(self, table: pa.Table) -> bytes: ...
+
+    def events(self, table: pa.Table) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
-    """What a worker needs to decode: the personal-data fields and the event contracts."""
+    """What a worker needs: the personal-data fields, the event contracts and the deriver."""
 
     hash_fields: tuple[str, ...] = ()
     hash_key: str = "milepost"
     contracts: tuple[Mapping[str, Any], ...] = ()
+    deriver: Deriver | None = None
 
 
 class Decoded(NamedTuple):
@@ -44,10 +59,12 @@ class Decoded(NamedTuple):
     rejected: list[Rejection]
     quarantine_ipc: bytes
     ignored: int = 0
+    derived: bytes | None = None  # None: no deriver; b"" derived nothing
 
 
 class _Worker:
     def __init__(self, settings: DecodeSettings) -> None:
+        self.deriver = settings.deriver
         self.privacy = PersonalData(DEFAULT_FIELDS | set(settings.hash_fields), settings.hash_key.encode())
         self.validator = EventValidator(
             ContractRegistry.builtin().with_user_contracts(list(settings.contracts)), self.privacy
@@ -86,26 +103,43 @@ def quarantine_table(rejected: list[Rejection], received_at_us: int) -> pa.Table
     )
 
 
-def _finish(table: pa.Table, rejected: list[Rejection], received_at_ns: int, ignored: int = 0) -> Decoded:
+def _finish(
+    table: pa.Table,
+    rejected: list[Rejection],
+    received_at_ns: int,
+    derive: Callable[[pa.Table], bytes] | None,
+    identity: list[str],
+    ignored: int = 0,
+) -> Decoded:
+    """The job's answer; ``derive`` sees each span or event once (by ``identity``), as stored."""
     quarantine = to_ipc(quarantine_table(rejected, received_at_ns // 1000)) if rejected else b""
-    return Decoded(table.num_rows, to_ipc(table) if table.num_rows else b"", rejected, quarantine, ignored)
+    if not table.num_rows:
+        return Decoded(0, b"", rejected, quarantine, ignored)
+    derived = None if derive is None else derive(first_of_each(table, identity))
+    return Decoded(table.num_rows, to_ipc(table), rejected, quarantine, ignored, derived)
 
 
 def decode_traces_job(body: bytes, encoding: str, received_at_ns: int) -> Decoded:
-    batch = decode_traces(body, encoding, _state().privacy, received_at_ns)
-    return _finish(batch.table, batch.rejected, received_at_ns)
+    state = _state()
+    batch = decode_traces(body, encoding, state.privacy, received_at_ns)
+    derive = state.deriver.spans if state.deriver is not None else None
+    return _finish(batch.table, batch.rejected, received_at_ns, derive, SPAN_IDENTITY)
 
 
 def decode_logs_job(body: bytes, encoding: str, received_at_ns: int) -> Decoded:
+    state = _state()
     logs = decode_logs(body, encoding, received_at_ns)
-    batch = _state().validator.build(logs.events, received_at_ns // 1000)
-    return _finish(batch.table, batch.rejected, received_at_ns, logs.ignored)
+    batch = state.validator.build(logs.events, received_at_ns // 1000)
+    derive = state.deriver.events if state.deriver is not None else None
+    return _finish(batch.table, batch.rejected, received_at_ns, derive, EVENT_IDENTITY, logs.ignored)
 
 
 def decode_events_job(headers: dict[str, str], body: bytes, received_at_ns: int) -> Decoded:
+    state = _state()
     events = parse_http(headers, body)
-    batch = _state().validator.build(events, received_at_ns // 1000)
-    return _finish(batch.table, batch.rejected, received_at_ns)
+    batch = state.validator.build(events, received_at_ns // 1000)
+    derive = state.deriver.events if state.deriver is not None else None
+    return _finish(batch.table, batch.rejected, received_at_ns, derive, EVENT_IDENTITY)
 
 
 P = ParamSpec("P")

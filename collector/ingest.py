@@ -23,7 +23,7 @@ from collector.decoding import (
 from collector.metrics import IngestMetrics
 from collector.model import Rejection
 from collector.wal import WalClosed, WalFull, WriteAheadLog
-from collector.writer import EVENTS, QUARANTINE, SPANS
+from collector.writer import DERIVED_KIND, EVENTS, QUARANTINE, SPANS
 
 
 class Backpressure(Exception):
@@ -88,6 +88,8 @@ class Ingest:
     def _append(self, decoded: Decoded, kind: int) -> Future[None]:
         records = []
         if decoded.rows:
+            if decoded.derived is not None:
+                records.append((DERIVED_KIND[kind], decoded.derived))
             records.append((kind, decoded.ipc))
         if decoded.rejected:
             records.append((QUARANTINE, decoded.quarantine_ipc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import pyarrow as pa
@@ -12,15 +13,24 @@ from clickhouse_connect.driver.client import Client
 from storage.client import StorageUnavailable
 from storage.tables import EVENT_SCHEMA
 
+# What makes a span or an event the same one when it arrives again.
+SPAN_IDENTITY = ["trace_id", "span_id"]
+EVENT_IDENTITY = ["source", "id"]
+
 
 class RowSink(Protocol):
     """Writes decoded batches to storage; raises ``StorageUnavailable`` when it cannot."""
 
-    def write_spans(self, table: pa.Table, token: str) -> int:
-        """Store spans; return how many were repeats of spans in the same batch."""
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        """Store spans; return how many were repeats of spans in the same batch.
+
+        ``derived`` holds the decode workers' derived-rows payloads of exactly these rows, one per
+        request (None when the batch has rows logged without them); a sink that stores derived
+        rows uses them instead of deriving again.
+        """
         ...
 
-    def write_events(self, table: pa.Table, token: str) -> int:
+    def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         """Store events not stored before (by source and id); return how many were repeats."""
         ...
 
@@ -55,17 +65,17 @@ class ClickHouseSink:
         # lookup of exactly the batch's keys, never a scan of the events table.
         self.client.command("CREATE TABLE events_incoming (source String, id String) ENGINE = Memory")
 
-    def write_spans(self, table: pa.Table, token: str) -> int:
-        unique = first_of_each(table, ["trace_id", "span_id"])
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        unique = first_of_each(table, SPAN_IDENTITY)
         self._insert("spans", unique, token)
         return int(table.num_rows - unique.num_rows)
 
-    def write_events(self, table: pa.Table, token: str) -> int:
-        unique = first_of_each(table, ["source", "id"])
+    def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        unique = first_of_each(table, EVENT_IDENTITY)
         with self._lock:
             try:
                 self.client.command("TRUNCATE TABLE events_incoming")
-                self.client.insert_arrow("events_incoming", unique.select(["source", "id"]))
+                self.client.insert_arrow("events_incoming", unique.select(EVENT_IDENTITY))
                 stored = self.client.query_arrow(
                     "SELECT source, id FROM events "
                     "WHERE (source, id) IN (SELECT source, id FROM events_incoming)",

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 SPANS, EVENTS, QUARANTINE = 1, 2, 3
 KIND_NAMES = {SPANS: "spans", EVENTS: "events", QUARANTINE: "quarantine"}
+# Rows derived from one request's spans or events (opaque to the collector), logged just
+# before that request's rows; the writer hands them to the sink with the rows.
+SPANS_DERIVED, EVENTS_DERIVED = 4, 5
+DERIVED_KIND = {SPANS: SPANS_DERIVED, EVENTS: EVENTS_DERIVED}
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -112,11 +116,13 @@ class StorageWriter:
         while rows < self.batch_rows and size < self.batch_bytes:
             for record in self.wal.read(position, 10_000):
                 records.append(record)
-                rows += _row_count(record.payload)
                 size += len(record.payload)
                 position = record.end
-                if rows >= self.batch_rows or size >= self.batch_bytes:
-                    break
+                if record.kind in KIND_NAMES:
+                    rows += _row_count(record.payload)
+                    # Never right after derived rows: they go with the rows logged next.
+                    if rows >= self.batch_rows or size >= self.batch_bytes:
+                        break
             remaining = deadline - self.clock()
             if rows >= self.batch_rows or size >= self.batch_bytes or remaining <= 0 or self._stop.is_set():
                 break
@@ -151,8 +157,20 @@ class StorageWriter:
 
     def _write(self, records: list[Record], token: str) -> None:
         by_kind: dict[int, list[pa.Table]] = {}
+        # A request's derived rows are logged right before its rows; a kind gets them only
+        # when every one of its records has them (a log written without a deriver, or a batch
+        # cut between the two records, has rows without them).
+        derived: dict[int, list[bytes] | None] = {}
+        previous: Record | None = None
         for record in records:
-            by_kind.setdefault(record.kind, []).append(from_ipc(record.payload))
+            if record.kind in KIND_NAMES:
+                by_kind.setdefault(record.kind, []).append(from_ipc(record.payload))
+                found = derived.setdefault(record.kind, [])
+                if previous is None or previous.kind != DERIVED_KIND.get(record.kind):
+                    derived[record.kind] = None
+                elif found is not None:
+                    found.append(previous.payload)
+            previous = record
         for kind, tables in sorted(by_kind.items()):
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             name = KIND_NAMES[kind]
@@ -162,9 +180,13 @@ class StorageWriter:
             started = time.perf_counter()
             try:
                 if kind == SPANS:
-                    self.metrics.duplicates.inc(self.sink.write_spans(table, kind_token), "spans")
+                    self.metrics.duplicates.inc(
+                        self.sink.write_spans(table, kind_token, derived[kind]), "spans"
+                    )
                 elif kind == EVENTS:
-                    self.metrics.duplicates.inc(self.sink.write_events(table, kind_token), "events")
+                    self.metrics.duplicates.inc(
+                        self.sink.write_events(table, kind_token, derived[kind]), "events"
+                    )
                 else:
                     self.sink.write_quarantine(table, kind_token)
             except StorageUnavailable:

@@ -3,7 +3,9 @@ SKU and promotion rows, and the affected orders' identities and summaries are re
 
 It wraps the collector's sink, so a batch counts as written only when both the raw rows
 and everything derived from them are stored; a replayed batch derives the same rows again,
-which the tables' keys collapse.
+which the tables' keys collapse. The decode workers usually mapped the rows already (their
+tables come with the batch, see ``correlator.derived``); the writer maps a batch itself only
+when it holds repeats, whose first stored version must win, or rows logged without tables.
 """
 
 from __future__ import annotations
@@ -12,106 +14,15 @@ import time
 from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
-from collector.sink import RowSink, first_of_each
+from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, RowSink, first_of_each
+from correlator.derived import TABLES, Derived, map_spans, merge, tables, touched_keys, unpack
 from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
-from correlator.model import MILESTONES, AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
+from correlator.model import MILESTONES
 from storage.client import StorageUnavailable
-from storage.tables import BUSINESS_KEYS, EVENT_SCHEMA
-
-_SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
-_BUILTIN_SPAN_COLUMNS = [
-    "timestamp",
-    "trace_id",
-    "span_id",
-    "span_name",
-    "service_name",
-    "status_code",
-    "status_message",
-    *BUSINESS_KEYS,
-]
-
-
-def _ts(values: Sequence[int | None]) -> pa.Array:
-    return pa.array(values, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-
-
-def timeline_table(entries: Sequence[TimelineEntry]) -> pa.Table:
-    return pa.table(
-        {
-            "order_key": [e.order_key for e in entries],
-            "kind": [e.kind for e in entries],
-            "name": [e.name for e in entries],
-            "time": _ts([e.time_us for e in entries]),
-            "source": [e.source for e in entries],
-            "event_key": [e.event_key for e in entries],
-            "event_type": [e.event_type for e in entries],
-            "trace_id": [e.trace_id for e in entries],
-            "span_id": [e.span_id for e in entries],
-            "store_id": [e.store_id for e in entries],
-            "channel": [e.channel for e in entries],
-            "fulfillment": [e.fulfillment for e in entries],
-            "status": [e.status for e in entries],
-            "detail": [e.detail for e in entries],
-        }
-    )
-
-
-def links_table(links: Sequence[AliasLink]) -> pa.Table:
-    return pa.table(
-        {
-            "alias": [link.alias for link in links],
-            "order_key": [link.order_key for link in links],
-            "kind": [link.kind for link in links],
-            "time": _ts([link.time_us for link in links]),
-            "event_key": [link.event_key for link in links],
-        }
-    )
-
-
-def sku_table(entries: Sequence[SkuEntry]) -> pa.Table:
-    # Two lines of one event for the same SKU and location are two rows, not one.
-    seen: dict[tuple[str, str, str, str], int] = {}
-    keys = []
-    for entry in entries:
-        identity = (entry.sku, entry.location_id, entry.event_key, entry.kind)
-        count = seen.get(identity, 0)
-        seen[identity] = count + 1
-        keys.append(entry.event_key if count == 0 else f"{entry.event_key}#{count}")
-    return pa.table(
-        {
-            "sku": [e.sku for e in entries],
-            "location_id": [e.location_id for e in entries],
-            "kind": [e.kind for e in entries],
-            "time": _ts([e.time_us for e in entries]),
-            "event_key": keys,
-            "system": [e.system for e in entries],
-            "qty": pa.array([e.qty for e in entries], pa.int64()),
-            "on_hand": pa.array([e.on_hand for e in entries], pa.int64()),
-            "delta": pa.array([e.delta for e in entries], pa.int64()),
-            "order_key": [e.order_key for e in entries],
-            "reason": [e.reason for e in entries],
-        }
-    )
-
-
-def promotions_table(entries: Sequence[PromotionEntry]) -> pa.Table:
-    return pa.table(
-        {
-            "promo_id": [e.promo_id for e in entries],
-            "kind": [e.kind for e in entries],
-            "target": [e.target for e in entries],
-            "time": _ts([e.time_us for e in entries]),
-            "effective": _ts([e.effective_us for e in entries]),
-            "targets": pa.array([list(e.targets) for e in entries], pa.list_(pa.string())),
-            "skus": pa.array([list(e.skus) for e in entries], pa.list_(pa.string())),
-            "promo_kind": [e.promo_kind for e in entries],
-            "event_key": [e.event_key for e in entries],
-        }
-    )
+from storage.tables import EVENT_SCHEMA
 
 
 def _first(column: str, expression: str) -> str:
@@ -177,30 +88,28 @@ class CorrelatingSink:
             "ENGINE = Memory"
         )
 
-    def write_spans(self, table: pa.Table, token: str) -> int:
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         duplicates = self.inner.write_spans(table, token)
+        if derived is not None and not duplicates:
+            self._store(merge(unpack(payload) for payload in derived), token)
+            return duplicates
         # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
-        table = first_of_each(table, ["trace_id", "span_id"])
-        if not self.mapper.rules.spans:  # user span rules may match any span; built-ins need a key
-            keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
-            for key in _SPAN_KEYS[2:]:
-                keyed = pc.or_(keyed, pc.not_equal(table.column(key), ""))
-            # Built-in mapping reads only these; converting the attribute maps to Python would
-            # cost more than everything else the writer does per span.
-            table = table.filter(keyed).select(_BUILTIN_SPAN_COLUMNS)
-        if table.num_rows:
-            self._store(self.mapper.map_spans(table.to_pylist()), token)
+        self._store(tables(map_spans(self.mapper, first_of_each(table, SPAN_IDENTITY))), token)
         return duplicates
 
-    def write_events(self, table: pa.Table, token: str) -> int:
+    def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         duplicates = self.inner.write_events(table, token)
+        if derived is not None and not duplicates:
+            # No repeat, in this batch or stored before: the workers mapped exactly these events.
+            self._store(merge(unpack(payload) for payload in derived), token)
+            return duplicates
         # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
-        unique = first_of_each(table, ["source", "id"])
+        unique = first_of_each(table, EVENT_IDENTITY)
         if unique.num_rows:
             rows = unique.to_pylist()
             if duplicates > table.num_rows - unique.num_rows:  # some were stored by an earlier batch
                 rows = self._as_stored(unique, rows)
-            self._store(self.mapper.map_events(rows), token)
+            self._store(tables(self.mapper.map_events(rows)), token)
         return duplicates
 
     def _as_stored(self, table: pa.Table, rows: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -208,7 +117,7 @@ class CorrelatingSink:
         repeat whose producer changed its time or data is still the first event, never a new one."""
         try:
             self.client.command("TRUNCATE TABLE batch_event_ids")
-            self.client.insert_arrow("batch_event_ids", table.select(["source", "id"]))
+            self.client.insert_arrow("batch_event_ids", table.select(EVENT_IDENTITY))
             stored = self.client.query_arrow(
                 f"SELECT {', '.join(EVENT_SCHEMA.names)} FROM events "
                 "WHERE (source, id) IN (SELECT source, id FROM batch_event_ids) LIMIT 1 BY source, id",
@@ -225,21 +134,15 @@ class CorrelatingSink:
     def ping(self) -> bool:
         return self.inner.ping()
 
-    def _store(self, mapped: Mapped, token: str) -> None:
+    def _store(self, derived: Derived, token: str) -> None:
         try:
-            self._insert("timeline", timeline_table(mapped.timeline), token)
-            self._insert("order_links", links_table(mapped.links), token)
-            self._insert("sku_events", sku_table(mapped.skus), token)
-            self._insert("promotions", promotions_table(mapped.promotions), token)
-            if mapped.stores:
-                now = time.time_ns() // 1000
-                stores = sorted(mapped.stores)
-                self._insert(
-                    "stores", pa.table({"store_id": stores, "first_seen": _ts([now] * len(stores))}), token
-                )
-            touched = {e.order_key for e in mapped.timeline} | {
-                k for link in mapped.links for k in (link.alias, link.order_key)
-            }
+            for name in TABLES:
+                table = derived.get(name)
+                if table is not None and table.num_rows:
+                    self.client.insert_arrow(
+                        name, table, settings={"insert_deduplication_token": f"{token}:{name}"}
+                    )
+            touched = touched_keys(derived)
             if touched:
                 self.refresh(touched)
         except StorageUnavailable:
@@ -281,7 +184,3 @@ class CorrelatingSink:
                 parameters={"retired": retired, "version": version},
             )
         return groups
-
-    def _insert(self, name: str, table: pa.Table, token: str) -> None:
-        if table.num_rows:
-            self.client.insert_arrow(name, table, settings={"insert_deduplication_token": f"{token}:{name}"})

@@ -32,6 +32,7 @@ from collector.wal import WriteAheadLog
 from collector.writer import StorageWriter
 from correlator.api import QueryEndpoints
 from correlator.catalog import PromotionReader, SkuReader
+from correlator.derived import Derivation
 from correlator.kpis import KpiReader
 from correlator.mapping import Mapper
 from correlator.orders import OrderReader
@@ -112,7 +113,10 @@ class Node:
         self.alerts.start()
         workers = self.config.server.decode_workers or (os.cpu_count() or 2)
         settings = DecodeSettings(
-            self.config.privacy.hash_fields, str(self.config.privacy.hash_key), self.config.contracts
+            self.config.privacy.hash_fields,
+            str(self.config.privacy.hash_key),
+            self.config.contracts,
+            Derivation(self.config.mapping),  # the correlator's mapping runs beside decoding
         )
         self.progress(f"starting {workers} decode workers")
         self.decoder = DecoderPool(settings, workers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +126,13 @@ class OutageSink:
         if self.down.is_set():
             raise StorageUnavailable("injected outage: connection refused")
 
-    def write_spans(self, table: pa.Table, token: str) -> int:
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         self._check()
-        return self.inner.write_spans(table, token)
+        return self.inner.write_spans(table, token, derived)
 
-    def write_events(self, table: pa.Table, token: str) -> int:
+    def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         self._check()
-        return self.inner.write_events(table, token)
+        return self.inner.write_events(table, token, derived)
 
     def write_quarantine(self, table: pa.Table, token: str) -> None:
         self._check()

@@ -1,0 +1,289 @@
+"""What mapping derives from stored rows, as Arrow tables ready to insert, and how they travel.
+
+Mapping is per-row Python, so it runs where the rows are decoded: each decode worker maps its
+request and hands the node a ``Derived`` set packed into one write-ahead-log record next to the
+rows it came from (``Derivation``). The storage writer then only inserts. The same builders serve
+the writer's own mapping, used when a batch cannot take the workers' tables (see
+``correlator.sink``).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collector.writer import from_ipc, to_ipc
+from correlator.mapping import Mapper, parse_mapping
+from correlator.model import AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
+from storage.tables import BUSINESS_KEYS
+
+# The tables mapping writes, in insert order.
+TABLES = ("timeline", "order_links", "sku_events", "promotions", "stores")
+Derived = dict[str, pa.Table]
+
+_TS = pa.timestamp("us", tz="UTC")
+_STRINGS = pa.list_(pa.string())
+SCHEMAS: dict[str, pa.Schema] = {
+    "timeline": pa.schema(
+        [
+            ("order_key", pa.string()),
+            ("kind", pa.string()),
+            ("name", pa.string()),
+            ("time", _TS),
+            ("source", pa.string()),
+            ("event_key", pa.string()),
+            ("event_type", pa.string()),
+            ("trace_id", pa.string()),
+            ("span_id", pa.string()),
+            ("store_id", pa.string()),
+            ("channel", pa.string()),
+            ("fulfillment", pa.string()),
+            ("status", pa.string()),
+            ("detail", pa.string()),
+        ]
+    ),
+    "order_links": pa.schema(
+        [
+            ("alias", pa.string()),
+            ("order_key", pa.string()),
+            ("kind", pa.string()),
+            ("time", _TS),
+            ("event_key", pa.string()),
+        ]
+    ),
+    "sku_events": pa.schema(
+        [
+            ("sku", pa.string()),
+            ("location_id", pa.string()),
+            ("kind", pa.string()),
+            ("time", _TS),
+            ("event_key", pa.string()),
+            ("system", pa.string()),
+            ("qty", pa.int64()),
+            ("on_hand", pa.int64()),
+            ("delta", pa.int64()),
+            ("order_key", pa.string()),
+            ("reason", pa.string()),
+        ]
+    ),
+    "promotions": pa.schema(
+        [
+            ("promo_id", pa.string()),
+            ("kind", pa.string()),
+            ("target", pa.string()),
+            ("time", _TS),
+            ("effective", _TS),
+            ("targets", _STRINGS),
+            ("skus", _STRINGS),
+            ("promo_kind", pa.string()),
+            ("event_key", pa.string()),
+        ]
+    ),
+    "stores": pa.schema([("store_id", pa.string()), ("first_seen", _TS)]),
+}
+
+# Span columns the built-in span mapping reads, and the keys that make a span worth mapping.
+_SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
+_BUILTIN_SPAN_COLUMNS = [
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "span_name",
+    "service_name",
+    "status_code",
+    "status_message",
+    *BUSINESS_KEYS,
+]
+
+
+def _table(name: str, columns: dict[str, Sequence[Any]]) -> pa.Table:
+    return pa.table(columns, schema=SCHEMAS[name])
+
+
+def _sku_event_keys(entries: Sequence[SkuEntry]) -> list[str]:
+    # Two lines of one event for the same SKU and location are two rows, not one.
+    seen: dict[tuple[str, str, str, str], int] = {}
+    keys = []
+    for entry in entries:
+        identity = (entry.sku, entry.location_id, entry.event_key, entry.kind)
+        count = seen.get(identity, 0)
+        seen[identity] = count + 1
+        keys.append(entry.event_key if count == 0 else f"{entry.event_key}#{count}")
+    return keys
+
+
+def tables(mapped: Mapped, now_us: int | None = None) -> Derived:
+    """``mapped`` as one Arrow table per derived table; tables with no rows are left out."""
+    out: Derived = {}
+    timeline: Sequence[TimelineEntry] = mapped.timeline
+    if timeline:
+        out["timeline"] = _table(
+            "timeline",
+            {
+                "order_key": [e.order_key for e in timeline],
+                "kind": [e.kind for e in timeline],
+                "name": [e.name for e in timeline],
+                "time": [e.time_us for e in timeline],
+                "source": [e.source for e in timeline],
+                "event_key": [e.event_key for e in timeline],
+                "event_type": [e.event_type for e in timeline],
+                "trace_id": [e.trace_id for e in timeline],
+                "span_id": [e.span_id for e in timeline],
+                "store_id": [e.store_id for e in timeline],
+                "channel": [e.channel for e in timeline],
+                "fulfillment": [e.fulfillment for e in timeline],
+                "status": [e.status for e in timeline],
+                "detail": [e.detail for e in timeline],
+            },
+        )
+    links: Sequence[AliasLink] = mapped.links
+    if links:
+        out["order_links"] = _table(
+            "order_links",
+            {
+                "alias": [link.alias for link in links],
+                "order_key": [link.order_key for link in links],
+                "kind": [link.kind for link in links],
+                "time": [link.time_us for link in links],
+                "event_key": [link.event_key for link in links],
+            },
+        )
+    skus: Sequence[SkuEntry] = mapped.skus
+    if skus:
+        out["sku_events"] = _table(
+            "sku_events",
+            {
+                "sku": [e.sku for e in skus],
+                "location_id": [e.location_id for e in skus],
+                "kind": [e.kind for e in skus],
+                "time": [e.time_us for e in skus],
+                "event_key": _sku_event_keys(skus),
+                "system": [e.system for e in skus],
+                "qty": [e.qty for e in skus],
+                "on_hand": [e.on_hand for e in skus],
+                "delta": [e.delta for e in skus],
+                "order_key": [e.order_key for e in skus],
+                "reason": [e.reason for e in skus],
+            },
+        )
+    promotions: Sequence[PromotionEntry] = mapped.promotions
+    if promotions:
+        out["promotions"] = _table(
+            "promotions",
+            {
+                "promo_id": [e.promo_id for e in promotions],
+                "kind": [e.kind for e in promotions],
+                "target": [e.target for e in promotions],
+                "time": [e.time_us for e in promotions],
+                "effective": [e.effective_us for e in promotions],
+                "targets": [list(e.targets) for e in promotions],
+                "skus": [list(e.skus) for e in promotions],
+                "promo_kind": [e.promo_kind for e in promotions],
+                "event_key": [e.event_key for e in promotions],
+            },
+        )
+    if mapped.stores:
+        stores = sorted(mapped.stores)
+        first_seen = time.time_ns() // 1000 if now_us is None else now_us
+        out["stores"] = _table("stores", {"store_id": stores, "first_seen": [first_seen] * len(stores)})
+    return out
+
+
+def touched_keys(derived: Derived) -> set[str]:
+    """The order keys and aliases whose identity and summary a write of ``derived`` changes."""
+    keys: set[str] = set()
+    for name, columns in (("timeline", ("order_key",)), ("order_links", ("alias", "order_key"))):
+        table = derived.get(name)
+        if table is not None:
+            for column in columns:
+                keys.update(pc.unique(table.column(column)).to_pylist())
+    return keys
+
+
+def merge(parts: Iterable[Derived]) -> Derived:
+    """Several requests' derived tables as one set, table by table."""
+    gathered: dict[str, list[pa.Table]] = {}
+    for part in parts:
+        for name, table in part.items():
+            gathered.setdefault(name, []).append(table)
+    return {name: pa.concat_tables(found) for name, found in gathered.items()}
+
+
+# Payload: per table, a 4-byte name length, the name, an 8-byte IPC length and the IPC stream.
+_NAME = struct.Struct("<I")
+_SIZE = struct.Struct("<Q")
+
+
+def pack(derived: Derived) -> bytes:
+    """``derived`` as one write-ahead-log payload (empty tables are not written)."""
+    parts = []
+    for name in TABLES:
+        table = derived.get(name)
+        if table is None or not table.num_rows:
+            continue
+        encoded_name = name.encode()
+        payload = to_ipc(table)
+        parts += [_NAME.pack(len(encoded_name)), encoded_name, _SIZE.pack(len(payload)), payload]
+    return b"".join(parts)
+
+
+def unpack(payload: bytes) -> Derived:
+    """The tables ``pack`` wrote; raises ``ValueError`` on a payload it did not write."""
+    out: Derived = {}
+    view = memoryview(payload)
+    offset = 0
+    while offset < len(view):
+        try:
+            (name_size,) = _NAME.unpack_from(view, offset)
+            offset += _NAME.size
+            name = bytes(view[offset : offset + name_size]).decode()
+            offset += name_size
+            (size,) = _SIZE.unpack_from(view, offset)
+            offset += _SIZE.size
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"derived-rows payload is damaged at byte {offset}: {exc}") from exc
+        if name not in SCHEMAS or offset + size > len(view):
+            raise ValueError(f"derived-rows payload is damaged at byte {offset}: '{name}', {size} bytes")
+        out[name] = from_ipc(bytes(view[offset : offset + size]))
+        offset += size
+    return out
+
+
+def map_spans(mapper: Mapper, table: pa.Table) -> Mapped:
+    """Map a spans table (``storage.tables.SPAN_SCHEMA``), converting to Python only what is read."""
+    if not mapper.rules.spans:  # user span rules may match any span; built-ins need a key
+        keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
+        for key in _SPAN_KEYS[2:]:
+            keyed = pc.or_(keyed, pc.not_equal(table.column(key), ""))
+        # Converting the attribute maps to Python would cost more than the mapping itself.
+        table = table.filter(keyed).select(_BUILTIN_SPAN_COLUMNS)
+    return mapper.map_spans(table.to_pylist()) if table.num_rows else Mapped([], [], [], [], set())
+
+
+class Derivation:
+    """The decode workers' mapping step (``collector.decoding.Deriver``).
+
+    Pickled into each worker as the config section ``mapping`` it was built from (compiled
+    rules hold closures, which do not pickle); each worker compiles the rules again.
+    """
+
+    def __init__(self, mapping: Mapping[str, Any] | None) -> None:
+        self.mapping = mapping
+        self.mapper = Mapper(parse_mapping(mapping))
+
+    def __getstate__(self) -> Mapping[str, Any] | None:
+        return self.mapping
+
+    def __setstate__(self, mapping: Mapping[str, Any] | None) -> None:
+        self.__init__(mapping)  # type: ignore[misc]
+
+    def spans(self, table: pa.Table) -> bytes:
+        return pack(tables(map_spans(self.mapper, table)))
+
+    def events(self, table: pa.Table) -> bytes:
+        return pack(tables(self.mapper.map_events(table.to_pylist())))
