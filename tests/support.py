@@ -14,12 +14,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import uvicorn
 import yaml
 
@@ -182,3 +183,33 @@ def in_process_node(
         else:
             os.environ["TMPDIR"] = saved_tmpdir
         tempfile.tempdir = saved_tempdir
+
+
+class DerivedRecorder:
+    """Wraps a node's sink and records which batches came with the decode workers' derived rows.
+
+    With ``withhold`` it passes none on, as a log written without them would.
+    """
+
+    def __init__(self, inner: RowSink, withhold: bool = False) -> None:
+        self.inner = inner
+        self.withhold = withhold
+        self.batches: list[tuple[str, int, int | None]] = []  # (kind, rows, derived payloads)
+        self._lock = threading.Lock()
+
+    def _pass(self, kind: str, table: pa.Table, derived: Sequence[bytes] | None) -> Sequence[bytes] | None:
+        with self._lock:
+            self.batches.append((kind, table.num_rows, None if derived is None else len(derived)))
+        return None if self.withhold else derived
+
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        return self.inner.write_spans(table, token, self._pass("spans", table, derived))
+
+    def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        return self.inner.write_events(table, token, self._pass("events", table, derived))
+
+    def write_quarantine(self, table: pa.Table, token: str) -> None:
+        self.inner.write_quarantine(table, token)
+
+    def ping(self) -> bool:
+        return self.inner.ping()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,12 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.support import in_process_node
+from collector.otlp import decode_traces
+from collector.privacy import PersonalData
+from collector.sink import RowSink
+from collector.writer import SPANS, SPANS_DERIVED, to_ipc
+from correlator.derived import Derivation
+from tests.support import DerivedRecorder, in_process_node
 
 
 def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None:
@@ -59,3 +65,50 @@ def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None
         assert first["state"] == "accepted"
         assert [e["name"] for e in first["events"]] == ["reserve stock"]
         assert httpx.get(f"{live.url}/api/v1/orders/{order_b}").json()["state"] == "accepted"
+
+
+def _spans_request(order_id: str) -> bytes:
+    span = trace_pb2.Span(
+        trace_id=uuid.uuid4().bytes,
+        span_id=b"\x02" * 8,
+        name="pos.sale",
+        start_time_unix_nano=1_795_000_000_000_000_000,
+        end_time_unix_nano=1_795_000_000_100_000_000,
+        attributes=[
+            common_pb2.KeyValue(key="retail.order.id", value=common_pb2.AnyValue(string_value=order_id))
+        ],
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+
+
+def test_derived_rows_are_used_only_when_every_request_of_the_batch_brought_them(tmp_path: Path) -> None:
+    """Derived rows are logged right before their rows; rows logged without them (an older
+    node's log, or a batch cut between the two) make the writer map the whole kind itself."""
+    derivation = Derivation(None)
+    now = time.time_ns()
+    rows = {}
+    for order_id in ("W-1", "W-2", "W-3"):
+        table = decode_traces(_spans_request(order_id), "protobuf", PersonalData(), now).table
+        rows[order_id] = (to_ipc(table), derivation.spans(table))
+    recorders: list[DerivedRecorder] = []
+
+    def record(sink: RowSink) -> RowSink:
+        recorders.append(DerivedRecorder(sink))
+        return recorders[0]
+
+    with in_process_node(tmp_path / "data", {"writer": {"flush_interval": "1s"}}, wrap_sink=record) as live:
+        wal = live.node.wal
+        # Paired: both requests' derived rows go to the sink.
+        wal.append([(SPANS_DERIVED, rows["W-1"][1]), (SPANS, rows["W-1"][0])])
+        wal.append([(SPANS_DERIVED, rows["W-2"][1]), (SPANS, rows["W-2"][0])]).result()
+        live.flush()
+        # A request logged without them, next to one with them, and a stray derived record last.
+        wal.append([(SPANS, rows["W-3"][0])])
+        wal.append([(SPANS_DERIVED, rows["W-1"][1]), (SPANS, rows["W-1"][0]), (SPANS_DERIVED, b"")]).result()
+        live.flush()
+        for order_id in ("W-1", "W-2", "W-3"):
+            order = httpx.get(f"{live.url}/api/v1/orders/{order_id}").json()
+            assert [e["name"] for e in order["events"]] == ["pos.sale"], order_id
+    assert recorders[0].batches == [("spans", 2, 2), ("spans", 2, None)]

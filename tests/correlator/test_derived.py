@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from correlator.sink import CorrelatingSink
 from simulator.outbox import MemoryOutbox, encode_events
 from simulator.runner import run
 from simulator.scenario import Scenario
-from tests.support import in_process_node
+from tests.support import DerivedRecorder, in_process_node
 
 START_US = 1_795_000_000_000_000
 
@@ -40,35 +39,6 @@ TABLE_QUERIES = {
     "key_owner": "SELECT key, argMax(canonical, version) FROM key_owner GROUP BY key ORDER BY ALL",
     "order_summary": "SELECT * EXCEPT version FROM order_summary FINAL ORDER BY canonical",
 }
-
-
-class Recorded:
-    """Wraps the node's sink; with ``writer_maps`` it withholds the workers' rows, as an old log would."""
-
-    def __init__(self, inner: RowSink, writer_maps: bool) -> None:
-        self.inner = inner
-        self.writer_maps = writer_maps
-        self.batches_with_derived = 0
-        self.batches = 0
-        self._lock = threading.Lock()
-
-    def _pass(self, derived_rows: Sequence[bytes] | None) -> Sequence[bytes] | None:
-        with self._lock:
-            self.batches += 1
-            self.batches_with_derived += derived_rows is not None
-        return None if self.writer_maps else derived_rows
-
-    def write_spans(self, table: pa.Table, token: str, derived_rows: Sequence[bytes] | None = None) -> int:
-        return self.inner.write_spans(table, token, self._pass(derived_rows))
-
-    def write_events(self, table: pa.Table, token: str, derived_rows: Sequence[bytes] | None = None) -> int:
-        return self.inner.write_events(table, token, self._pass(derived_rows))
-
-    def write_quarantine(self, table: pa.Table, token: str) -> None:
-        self.inner.write_quarantine(table, token)
-
-    def ping(self) -> bool:
-        return self.inner.ping()
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +61,10 @@ def traffic() -> list[tuple[str, bytes]]:
 
 
 def stored_tables(data_dir: Path, requests: list[tuple[str, bytes]], writer_maps: bool) -> dict[str, Any]:
-    recorded: list[Recorded] = []
+    recorded: list[DerivedRecorder] = []
 
     def wrap(sink: RowSink) -> RowSink:
-        recorded.append(Recorded(sink, writer_maps))
+        recorded.append(DerivedRecorder(sink, withhold=writer_maps))
         return recorded[0]
 
     kinds = {
@@ -120,7 +90,7 @@ def stored_tables(data_dir: Path, requests: list[tuple[str, bytes]], writer_maps
         assert query(TABLE_QUERIES["key_owner"]).result_rows == rows["key_owner"]
     sink = recorded[0]
     # Every batch came with the workers' rows (the suppressed node threw them away).
-    assert sink.batches and sink.batches_with_derived == sink.batches
+    assert sink.batches and all(derived is not None for _, _, derived in sink.batches)
     return rows
 
 
