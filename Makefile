@@ -47,7 +47,7 @@ clean:
 # Benchmarks (not tests): `make bench` runs them all, `make bench-<name>` one of them.
 # BENCH_SIZE=quick takes under 2 minutes; full (the figures of record) under 20.
 BENCH_SIZE ?= full
-BENCHMARKS := ingest correlator alerts simulator
+BENCHMARKS := ingest correlator alerts simulator dashboard
 .PHONY: $(addprefix bench-,$(BENCHMARKS))
 
 bench: $(addprefix bench-,$(BENCHMARKS))
@@ -63,3 +63,6 @@ bench-alerts: $(VENV)/.installed-dev
 
 bench-simulator: $(VENV)/.installed-dev
 	$(PY) -m bench.simulator --size $(BENCH_SIZE)
+
+bench-dashboard: $(VENV)/.installed-dev system-packages
+	$(PY) -m bench.dashboard --size $(BENCH_SIZE)

@@ -1,0 +1,485 @@
+"""Dashboard benchmark: how fast each page shows its answer in a real browser, beside Streamlit's floor.
+
+``python -m bench.dashboard --size quick|full`` starts ``milepost demo --quick`` (a node, a day of
+history, live traffic with faults, the dashboard) and, once the history is in, picks from the
+node's API what a user would look up: a stalled order by its POS receipt (or pickup code), a
+promotion and a SKU of the demo's estate. One headless Chromium (Debian's, driven by Playwright)
+then opens each page ``repeats`` times, each time in a fresh tab of one browser context, and
+records, in the page's own clock (``performance.now()``, from navigation start) and through a
+``MutationObserver`` (so no polling interval is added to the figure):
+
+- **answer shown**: the first element carrying the looked-up data. Order and promotion: the
+  summary sentence (``stAlert`` with text); SKU: the stock-by-location table (``stDataFrame``,
+  the first data element after the sentence); Operations: the stalled-orders table
+  (``stDataFrame``); KPIs: the first headline card (``stMetric``).
+- **chart drawn**: the first Plotly chart's SVG (``stPlotlyChart .main-svg``).
+
+Each load is checked untimed afterwards (the page names the right order, SKU or promotion), so a
+"not known" banner never counts as an answer.
+
+**The floor.** A page of Streamlit and Plotly alone costs time in this browser on this machine
+whatever the dashboard does: the websocket, the script run, the React render, Plotly's bundle.
+So the run also serves a minimal Streamlit app (``st.title`` and one 3-point ``st.plotly_chart``)
+with the same ``streamlit run`` flags as ``milepost dashboard``, and measures it in the same
+browser: its heading and its chart are the floor of an answer and of a chart. A page's
+``ceiling_ratio`` is its time divided by that floor (as ``bench.correlator`` divides a lookup's
+latency by a bare primary-key SELECT's): 1.0 would mean the dashboard adds nothing.
+
+The floor is measured first, so Chromium's own start-up lands on the floor's discarded first load.
+The first load of every page is discarded from its median (it fetches the page's JavaScript and
+the dashboard's first script run imports pandas and Plotly); the order page's first load, the
+first visit to the dashboard, is reported on its own. Warm loads follow each other within the
+dashboard's 10 s answer cache, so they mostly measure rendering, not the node's API. The demo's
+live traffic runs on the same cores throughout, as it would on a node that is being used.
+Screenshots of each page's last load go to ``bench/screens/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from bench.report import BENCH_DIR, Figure, record, show
+from dashboard.command import APP, streamlit_command
+from simulator.demo import SKUS, STORES, Child
+from simulator.estate import build_estate
+from tests.support import MILEPOST, free_port, wait_until
+
+SIZES = {"quick": 3, "full": 7}  # loads per page; the first of each is cold and left out of the median
+SEED = 7
+HISTORY_LINE = "the history is in; live traffic starts now"
+TARGET = "≤ 2"
+CHROMIUM = Path("/usr/bin/chromium")
+# The flags tests/dashboard/test_browser.py launches Debian's Chromium with (they work as root).
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENS = BENCH_DIR / "screens"
+WAIT_MS = 45_000
+CONFIRM_MS = 5_000  # the answer is already shown when this wait starts
+ALERT = '[data-testid="stAlert"]'
+TABLE = '[data-testid="stDataFrame"]'
+METRIC = '[data-testid="stMetric"]'
+HEADING = '[data-testid="stHeading"]'
+CHART = '[data-testid="stPlotlyChart"] .main-svg'
+FLOOR_APP = """\
+import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Floor")
+st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[2, 1, 3], mode="markers")))
+"""
+# Records, in the page's clock, when each probe's selector first matches (with text, if asked).
+OBSERVER = """\
+(probes => {
+  const marks = {};
+  window.__benchMarks = marks;
+  const observer = new MutationObserver(() => {
+    for (const [name, selector, needsText] of probes) {
+      if (name in marks) continue;
+      for (const element of document.querySelectorAll(selector)) {
+        const text = (element.textContent || "").trim();
+        if (!needsText || text) {
+          marks[name] = {ms: performance.now(), text: text.slice(0, 300)};
+          break;
+        }
+      }
+    }
+    if (Object.keys(marks).length === probes.length) observer.disconnect();
+  });
+  observer.observe(document, {childList: true, subtree: true, characterData: true});
+})(%s);
+"""
+
+
+@dataclass(frozen=True)
+class View:
+    """A page to load: where, which element is its answer, and a text that proves it is the right one."""
+
+    name: str
+    url: str
+    answer: str  # CSS selector
+    answer_needs_text: bool
+    confirm: str  # visible on the page once the right answer is shown
+    what: str  # the answer element, in words, for the figure's note
+
+
+@dataclass(frozen=True)
+class Load:
+    answer_s: float
+    chart_s: float
+
+
+@dataclass(frozen=True)
+class Timings:
+    """All loads of one view, the first (cold) one included; ``error`` when a load failed."""
+
+    loads: list[Load]
+    error: str = ""
+
+    def warm(self, field: str) -> float | None:
+        values = [getattr(load, field) for load in self.loads[1:]]
+        return statistics.median(values) if values and not self.error else None
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=1).text.strip() == "ok"
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_for(child: Child, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``ready()``; a child that exits or a timeout raises with the child's log tail."""
+    with suppress(AssertionError):
+        wait_until(lambda: not child.alive() or ready(), timeout, what, 0.2)
+    if not child.alive() or not ready():
+        state = f"exited with {child.process.returncode}" if not child.alive() else f"not after {timeout:g}s"
+        raise RuntimeError(f"{what}: {child.name} {state}; its log ends:\n{child.tail(20)}")
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with suppress(OSError):
+            for child in children.read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def _stop(child: Child) -> None:
+    """SIGTERM to the child's process group, SIGKILL after a minute; then whatever it left running.
+
+    The demo stops its node and dashboard itself (they run in sessions of their own); only if it
+    had to be killed are they still alive, and they are stopped by the ids read beforehand.
+    """
+    left = _descendants(child.process.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signal.SIGTERM)
+    child.stop(timeout=60)
+    for pid in left:
+        with suppress(ProcessLookupError, AssertionError):
+            os.kill(pid, signal.SIGTERM)  # raises unless the demo was killed before it stopped them
+            wait_until(partial(_exited, pid), 20, f"process {pid} to exit", 0.2)
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _exited(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _start_demo(tmp: Path) -> tuple[Child, str, str]:
+    """``milepost demo --quick`` with its history in; returns it, the node's and the dashboard's URLs."""
+    node_port, dashboard_port = free_port(), free_port()
+    args = [*MILEPOST, "demo", "--quick", "--no-browser", "--seed", str(SEED)]
+    args += [
+        "--port",
+        str(node_port),
+        "--dashboard-port",
+        str(dashboard_port),
+        "--data-dir",
+        str(tmp / "demo"),
+    ]
+    demo = Child("milepost demo", args, tmp / "demo.log")
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        _wait_for(demo, lambda: HISTORY_LINE in demo.log_path.read_text(errors="replace"), 180, "the history")
+        _wait_for(demo, lambda: _healthy(dashboard), 60, f"the dashboard on {dashboard}")
+    except BaseException:
+        _stop(demo)
+        raise
+    return demo, f"http://127.0.0.1:{node_port}", dashboard
+
+
+def _start_floor(tmp: Path) -> tuple[Child, str]:
+    """The minimal Streamlit app, run with exactly the flags ``milepost dashboard`` uses."""
+    app = tmp / "floor" / "floor.py"
+    app.parent.mkdir()
+    app.write_text(FLOOR_APP)
+    port = free_port()
+    args = [str(app) if arg == str(APP) else arg for arg in streamlit_command(port, "127.0.0.1")]
+    floor = Child("floor streamlit", args, tmp / "floor.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(floor, lambda: _healthy(url), 90, f"the floor app on {url}")
+    except BaseException:
+        _stop(floor)
+        raise
+    return floor, url
+
+
+# -- what to look up ---------------------------------------------------------------------------
+
+
+def _get(api: httpx.Client, path: str, **params: str | int) -> Any:
+    answer = api.get(path, params=params)
+    answer.raise_for_status()
+    return answer.json()
+
+
+@dataclass(frozen=True)
+class Order:
+    alias: str
+    kind: str
+    order_id: str
+
+    def __str__(self) -> str:
+        return f"{self.alias} ({self.kind} of order {self.order_id})"
+
+
+def _pick_order(api: httpx.Client) -> Order | None:
+    """A stalled order's POS receipt or pickup code (any order's, if no stalled one has either)."""
+    for status, limit in (("stalled", 5), ("stalled", 50), ("all", 50)):
+        for item in _get(api, "/api/v1/orders", status=status, limit=limit)["items"]:
+            order = _get(api, f"/api/v1/orders/{quote(str(item['order_id']), safe='')}")
+            for kind in ("pos_receipt", "pickup_code"):
+                for alias in order.get("aliases") or []:
+                    if alias["kind"] == kind:
+                        return Order(str(alias["value"]), f"{kind}, {status}", str(order["order_id"]))
+    return None
+
+
+def _pick_promotion(api: httpx.Client) -> str | None:
+    """The newest promotion or price change."""
+    items = _get(api, "/api/v1/promotions")["items"]
+    return str(items[0]["promo_id"]) if items else None
+
+
+def _pick_sku(api: httpx.Client) -> str | None:
+    """The first SKU of the demo's estate (same seed) that the node knows."""
+    for sku in build_estate(SEED, STORES, SKUS).skus:
+        if api.get(f"/api/v1/skus/{quote(sku.id, safe='')}").status_code == 200:
+            return sku.id
+    return None
+
+
+def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
+    """The floor first, then the dashboard's pages (order first); and a note on what was looked up.
+
+    The history line means the demo has sent its history, not that the node has stored all of it,
+    so what to look up is waited for (a minute at most).
+    """
+    picks: dict[str, Callable[[httpx.Client], Any]] = {
+        "order": _pick_order,
+        "SKU": _pick_sku,
+        "promotion": _pick_promotion,
+    }
+    found: dict[str, Any] = {}
+
+    def everything_found() -> bool:
+        for what, pick in picks.items():
+            if what not in found and (value := pick(api)) is not None:
+                found[what] = value
+        return len(found) == len(picks)
+
+    with httpx.Client(base_url=api_url, timeout=30) as api, suppress(AssertionError):
+        wait_until(everything_found, 60, "what to look up", 1.0)
+    if len(found) < len(picks):
+        missing = ", ".join(what for what in picks if what not in found)
+        raise RuntimeError(f"after a minute, the demo's node still has no {missing} to look up")
+    order: Order = found["order"]
+    sku: str = found["SKU"]
+    promo_id: str = found["promotion"]
+    views = [
+        View("floor", f"{floor}/", HEADING, True, "Floor", "st.title heading"),
+        View(
+            "order",
+            f"{dashboard}/?order={quote(order.alias)}",
+            ALERT,
+            True,
+            f"found by {order.alias}",  # the canonical id may change as later events link the order
+            "summary sentence",
+        ),
+        View("sku", f"{dashboard}/?sku={quote(sku)}", TABLE, False, f"Events of {sku}", "stock table"),
+        View(
+            "promotion",
+            f"{dashboard}/?promotion={quote(promo_id)}",
+            ALERT,
+            True,
+            f"Promotion {promo_id}",
+            "summary sentence",
+        ),
+        View("operations", f"{dashboard}/operations", TABLE, False, "stalled orders match", "stalled table"),
+        View("kpis", f"{dashboard}/kpis", METRIC, True, "Order to ready p50", "first headline card"),
+    ]
+    return views, f"order {order}, SKU {sku}, promotion {promo_id}"
+
+
+# -- the browser -------------------------------------------------------------------------------
+
+
+def _load(context: BrowserContext, view: View, screenshot: Path | None) -> Load:
+    """Open ``view`` in a fresh tab; seconds from navigation start to its answer and to its first chart."""
+    probes = [["answer", view.answer, view.answer_needs_text], ["chart", CHART, False]]
+    page = context.new_page()
+    try:
+        page.add_init_script(script=OBSERVER % json.dumps(probes))
+        page.goto(view.url, wait_until="commit", timeout=WAIT_MS)
+        page.wait_for_function(
+            "n => Object.keys(window.__benchMarks || {}).length === n", arg=len(probes), timeout=WAIT_MS
+        )
+        marks = page.evaluate("window.__benchMarks")
+        # Untimed: the answer is the one asked for, not a banner that the key is unknown.
+        page.get_by_text(view.confirm).first.wait_for(state="visible", timeout=CONFIRM_MS)
+        if "not known" in marks["answer"]["text"]:
+            raise RuntimeError(f"{view.url} answered: {marks['answer']['text']}")
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot))
+        return Load(marks["answer"]["ms"] / 1000, marks["chart"]["ms"] / 1000)
+    except (PlaywrightError, RuntimeError):
+        page.screenshot(path=str(SCREENS / f"{view.name}-failed.png"))
+        raise
+    finally:
+        page.close()
+
+
+def _loads(context: BrowserContext, view: View, repeats: int) -> Timings:
+    """``view`` loaded ``repeats`` times (a screenshot of the last); the first failure ends it."""
+    loads: list[Load] = []
+    try:
+        for attempt in range(repeats):
+            shot = SCREENS / f"{view.name}.png" if attempt == repeats - 1 else None
+            loads.append(_load(context, view, shot))
+    except (PlaywrightError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0]
+        picture = SCREENS / f"{view.name}-failed.png"
+        return Timings(loads, f"load {len(loads) + 1} of {repeats} failed ({picture.name}): {reason}")
+    return Timings(loads)
+
+
+@contextmanager
+def _browser() -> Iterator[BrowserContext]:
+    """One headless Debian Chromium and one context (shared HTTP cache) for every load."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENS.glob("*.png"):
+        old.unlink()  # a page that fails this time must not leave last run's picture
+    with sync_playwright() as playwright:
+        # A short TMPDIR: Chromium aborts when its singleton socket path exceeds the Unix limit.
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, env={**os.environ, "TMPDIR": "/tmp"}
+        )
+        try:
+            yield browser.new_context(viewport={"width": 1400, "height": 2000})
+        finally:
+            browser.close()
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def _ratio(value: float | None, floor: float | None) -> float | None:
+    return value / floor if value is not None and floor else None
+
+
+def _figures(
+    view: View, timing: Timings, floor: Timings | None, repeats: int, looked_up: str
+) -> list[Figure]:
+    """The figures of one view: the floor's heading and chart (``floor`` None), or a page's answer and
+    chart with their ratios to the floor's, and for the order page its cold load too."""
+    warm = f"median of {repeats - 1} warm loads of {repeats}, from navigation start"
+    traffic = f"the demo's live traffic ran on the same {os.cpu_count()} cores"
+    answer, chart = timing.warm("answer_s"), timing.warm("chart_s")
+    if floor is None:
+        page = "st.title and one 3-point plotly chart, served with the dashboard's flags"
+        note = timing.error or f"{page}; {warm}; {traffic}"
+        return [
+            Figure("dashboard floor: minimal Streamlit page, heading", answer, "s", "report", note),
+            Figure("dashboard floor: minimal Streamlit page, chart", chart, "s", "report", note),
+        ]
+    cached = "most warm loads answered from the dashboard's 10 s cache"
+    looked_up = f"; {looked_up}" if view.name == "order" else ""
+    figures = [
+        Figure(
+            f"dashboard {view.name}: answer shown",
+            answer,
+            "s",
+            TARGET,
+            timing.error or f"{view.what}; {warm}; {cached}; {traffic}{looked_up}; ratio: / floor heading",
+            _ratio(answer, floor.warm("answer_s")),
+        ),
+        Figure(
+            f"dashboard {view.name}: chart drawn",
+            chart,
+            "s",
+            TARGET,
+            timing.error or f"first plotly chart; {warm}; {cached}; {traffic}; ratio: / floor chart",
+            _ratio(chart, floor.warm("chart_s")),
+        ),
+    ]
+    if view.name == "order":
+        cold = timing.loads[0] if timing.loads else None
+        first = "first visit to the dashboard: its JavaScript fetched, its first script run, the API asked"
+        note = f"{first}; chart drawn at {cold.chart_s:.3g} s; {traffic}" if cold else timing.error
+        value = cold.answer_s if cold else None
+        figures.append(Figure("dashboard order: cold load, answer shown", value, "s", "report", note))
+    return figures
+
+
+def run(size: str) -> list[Figure]:
+    if not CHROMIUM.exists():
+        raise SystemExit(f"Chromium is missing at {CHROMIUM}: `make system-packages` installs Debian's.")
+    repeats = SIZES[size]
+    started = time.monotonic()
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="milepost-bench-dashboard-") as name, ExitStack() as running:
+        tmp = Path(name)
+        floor_app, floor_url = _start_floor(tmp)  # starts while the demo loads its history
+        running.callback(_stop, floor_app)
+        demo, api_url, dashboard = _start_demo(tmp)
+        running.callback(_stop, demo)
+        views, looked_up = _views(api_url, dashboard, floor_url)
+        print(f"  demo ready after {time.monotonic() - started:.0f} s; looking up {looked_up}", flush=True)
+        floor: Timings | None = None
+        with _browser() as context:
+            for view in views:
+                timing = _loads(context, view, repeats)
+                for figure in _figures(view, timing, floor, repeats, looked_up):
+                    show(figure)
+                    figures.append(figure)
+                floor = floor or timing
+    print(f"  {time.monotonic() - started:.0f} s in all; screenshots in {SCREENS}", flush=True)
+    return figures
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # so the demo, the floor app and the browser are stopped on the way out
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _exit)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", choices=sorted(SIZES), default="quick")
+    args = parser.parse_args()
+    record(run(args.size), args.size)
+
+
+if __name__ == "__main__":
+    main()
