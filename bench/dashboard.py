@@ -59,23 +59,12 @@ from bench.report import BENCH_DIR, Figure, record, show
 from dashboard.command import APP, streamlit_command
 from simulator.demo import SKUS, STORES, Child
 from simulator.estate import build_estate
-from tests.support import MILEPOST, free_port, wait_until
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, free_port, wait_until
 
 SIZES = {"quick": 3, "full": 7}  # loads per page; the first of each is cold and left out of the median
 SEED = 7
 HISTORY_LINE = "the history is in; live traffic starts now"
 TARGET = "≤ 2"
-CHROMIUM = Path("/usr/bin/chromium")
-# The flags tests/dashboard/test_browser.py launches Debian's Chromium with (they work as root).
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENS = BENCH_DIR / "screens"
 WAIT_MS = 45_000
 CONFIRM_MS = 5_000  # the answer is already shown when this wait starts
@@ -382,7 +371,7 @@ def _browser() -> Iterator[BrowserContext]:
     with sync_playwright() as playwright:
         # A short TMPDIR: Chromium aborts when its singleton socket path exceeds the Unix limit.
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=FLAGS, env={**os.environ, "TMPDIR": "/tmp"}
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, env={**os.environ, "TMPDIR": "/tmp"}
         )
         try:
             yield browser.new_context(viewport={"width": 1400, "height": 2000})

@@ -185,6 +185,20 @@ def in_process_node(
         tempfile.tempdir = saved_tempdir
 
 
+# Debian's Chromium, as the browser tests and the dashboard benchmark drive it: the flags that
+# work as root on this kind of machine (see FACTS.md); Playwright adds a fresh profile.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 class DerivedRecorder:
     """Wraps a node's sink and records which batches came with the decode workers' derived rows.
 

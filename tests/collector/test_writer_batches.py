@@ -20,6 +20,23 @@ from correlator.derived import Derivation
 from tests.support import DerivedRecorder, in_process_node
 
 
+def _spans_request(order_id: str, name: str = "pos.sale") -> bytes:
+    """An OTLP request of one span naming ``order_id``."""
+    span = trace_pb2.Span(
+        trace_id=uuid.uuid4().bytes,
+        span_id=b"\x01" * 8,
+        name=name,
+        start_time_unix_nano=1_795_000_000_000_000_000,
+        end_time_unix_nano=1_795_000_000_100_000_000,
+        attributes=[
+            common_pb2.KeyValue(key="retail.order.id", value=common_pb2.AnyValue(string_value=order_id))
+        ],
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+
+
 def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None:
     order_a, order_b = f"X-{uuid.uuid4().hex[:6]}", f"Z-{uuid.uuid4().hex[:6]}"
     events = [
@@ -33,19 +50,6 @@ def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None
         }
         for order in (order_a, order_b)
     ]
-    span = trace_pb2.Span(
-        trace_id=uuid.uuid4().bytes,
-        span_id=b"\x01" * 8,
-        name="reserve stock",
-        start_time_unix_nano=1_795_000_000_000_000_000,
-        end_time_unix_nano=1_795_000_000_100_000_000,
-        attributes=[
-            common_pb2.KeyValue(key="retail.order.id", value=common_pb2.AnyValue(string_value=order_a))
-        ],
-    )
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])]
-    )
     # A long flush interval puts both requests into one writer batch, as bursts do in production.
     with in_process_node(tmp_path / "data", {"writer": {"flush_interval": "2s"}}) as live:
         sent = httpx.post(
@@ -56,7 +60,7 @@ def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None
         assert sent.json()["accepted"] == 2
         traced = httpx.post(
             f"{live.url}/v1/traces",
-            content=request.SerializeToString(),
+            content=_spans_request(order_a, "reserve stock"),
             headers={"content-type": "application/x-protobuf"},
         )
         assert traced.status_code == 200
@@ -65,22 +69,6 @@ def test_events_and_spans_written_together_are_both_kept(tmp_path: Path) -> None
         assert first["state"] == "accepted"
         assert [e["name"] for e in first["events"]] == ["reserve stock"]
         assert httpx.get(f"{live.url}/api/v1/orders/{order_b}").json()["state"] == "accepted"
-
-
-def _spans_request(order_id: str) -> bytes:
-    span = trace_pb2.Span(
-        trace_id=uuid.uuid4().bytes,
-        span_id=b"\x02" * 8,
-        name="pos.sale",
-        start_time_unix_nano=1_795_000_000_000_000_000,
-        end_time_unix_nano=1_795_000_000_100_000_000,
-        attributes=[
-            common_pb2.KeyValue(key="retail.order.id", value=common_pb2.AnyValue(string_value=order_id))
-        ],
-    )
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])]
-    ).SerializeToString()
 
 
 def test_derived_rows_are_used_only_when_every_request_of_the_batch_brought_them(tmp_path: Path) -> None:

@@ -16,19 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.dashboard.estate import PROMOTION, READ_TOKEN, SKU, STALLED, STALLED_RECEIPT
-from tests.support import MILEPOST, REPO, NodeProcess, free_port, wait_until
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-# The flags that work as root on this kind of machine (see FACTS.md); Playwright adds a fresh profile.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OUTPUT = REPO / "tests" / "output"
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 WAIT_MS = 45_000
@@ -78,7 +67,9 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         # A short TMPDIR: Chromium aborts when its singleton socket path exceeds the Unix limit.
         environment = {**os.environ, "TMPDIR": "/tmp"}
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, env=environment)
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, env=environment
+        )
         yield launched
         launched.close()
 
