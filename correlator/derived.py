@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from collector.writer import from_ipc, to_ipc
 from correlator.mapping import Mapper, parse_mapping
-from correlator.model import AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
+from correlator.model import Mapped, SkuEntry
 from storage.tables import BUSINESS_KEYS
 
 # The tables mapping writes, in insert order.
@@ -101,8 +101,19 @@ _BUILTIN_SPAN_COLUMNS = [
 ]
 
 
-def _table(name: str, columns: dict[str, Sequence[Any]]) -> pa.Table:
-    return pa.table(columns, schema=SCHEMAS[name])
+# Entry attributes named otherwise than their column (times are kept in microseconds).
+_ATTRIBUTE = {"time": "time_us", "effective": "effective_us"}
+
+
+def _table(name: str, entries: Sequence[Any], **columns: Sequence[Any]) -> pa.Table:
+    """The table ``name`` of ``entries``, one column per schema field read from the entries'
+    attribute of that name, except the ``columns`` given."""
+    schema = SCHEMAS[name]
+    for field in schema.names:
+        if field not in columns:
+            attribute = _ATTRIBUTE.get(field, field)
+            columns[field] = [getattr(entry, attribute) for entry in entries]
+    return pa.table(columns, schema=schema)
 
 
 def _sku_event_keys(entries: Sequence[SkuEntry]) -> list[str]:
@@ -120,77 +131,18 @@ def _sku_event_keys(entries: Sequence[SkuEntry]) -> list[str]:
 def tables(mapped: Mapped, now_us: int | None = None) -> Derived:
     """``mapped`` as one Arrow table per derived table; tables with no rows are left out."""
     out: Derived = {}
-    timeline: Sequence[TimelineEntry] = mapped.timeline
-    if timeline:
-        out["timeline"] = _table(
-            "timeline",
-            {
-                "order_key": [e.order_key for e in timeline],
-                "kind": [e.kind for e in timeline],
-                "name": [e.name for e in timeline],
-                "time": [e.time_us for e in timeline],
-                "source": [e.source for e in timeline],
-                "event_key": [e.event_key for e in timeline],
-                "event_type": [e.event_type for e in timeline],
-                "trace_id": [e.trace_id for e in timeline],
-                "span_id": [e.span_id for e in timeline],
-                "store_id": [e.store_id for e in timeline],
-                "channel": [e.channel for e in timeline],
-                "fulfillment": [e.fulfillment for e in timeline],
-                "status": [e.status for e in timeline],
-                "detail": [e.detail for e in timeline],
-            },
-        )
-    links: Sequence[AliasLink] = mapped.links
-    if links:
-        out["order_links"] = _table(
-            "order_links",
-            {
-                "alias": [link.alias for link in links],
-                "order_key": [link.order_key for link in links],
-                "kind": [link.kind for link in links],
-                "time": [link.time_us for link in links],
-                "event_key": [link.event_key for link in links],
-            },
-        )
-    skus: Sequence[SkuEntry] = mapped.skus
-    if skus:
-        out["sku_events"] = _table(
-            "sku_events",
-            {
-                "sku": [e.sku for e in skus],
-                "location_id": [e.location_id for e in skus],
-                "kind": [e.kind for e in skus],
-                "time": [e.time_us for e in skus],
-                "event_key": _sku_event_keys(skus),
-                "system": [e.system for e in skus],
-                "qty": [e.qty for e in skus],
-                "on_hand": [e.on_hand for e in skus],
-                "delta": [e.delta for e in skus],
-                "order_key": [e.order_key for e in skus],
-                "reason": [e.reason for e in skus],
-            },
-        )
-    promotions: Sequence[PromotionEntry] = mapped.promotions
-    if promotions:
-        out["promotions"] = _table(
-            "promotions",
-            {
-                "promo_id": [e.promo_id for e in promotions],
-                "kind": [e.kind for e in promotions],
-                "target": [e.target for e in promotions],
-                "time": [e.time_us for e in promotions],
-                "effective": [e.effective_us for e in promotions],
-                "targets": [list(e.targets) for e in promotions],
-                "skus": [list(e.skus) for e in promotions],
-                "promo_kind": [e.promo_kind for e in promotions],
-                "event_key": [e.event_key for e in promotions],
-            },
-        )
+    if mapped.timeline:
+        out["timeline"] = _table("timeline", mapped.timeline)
+    if mapped.links:
+        out["order_links"] = _table("order_links", mapped.links)
+    if mapped.skus:
+        out["sku_events"] = _table("sku_events", mapped.skus, event_key=_sku_event_keys(mapped.skus))
+    if mapped.promotions:
+        out["promotions"] = _table("promotions", mapped.promotions)
     if mapped.stores:
         stores = sorted(mapped.stores)
         first_seen = time.time_ns() // 1000 if now_us is None else now_us
-        out["stores"] = _table("stores", {"store_id": stores, "first_seen": [first_seen] * len(stores)})
+        out["stores"] = _table("stores", stores, store_id=stores, first_seen=[first_seen] * len(stores))
     return out
 
 
