@@ -1,10 +1,15 @@
 """Operations page (ops and integration team): stuck orders, promotions that have not reached every
-store, active alerts with their silences, and whether ingest is healthy."""
+store, active alerts with their silences, and whether ingest is healthy.
+
+Each of the four is a tab, and only the open tab runs: the stalled orders (the first tab) are on
+screen without waiting for the promotion charts, alerts and metrics. The open tab is in the URL
+(``/operations?view=Alerts``); a promotion deep link (``/?promotion=ID``) opens Promotions.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +22,8 @@ from dashboard.sentences import duration_text, promotion_summary
 from dashboard.silencing import MatcherError, alert_row, ends_at, matcher_text, parse_matchers, silence_row
 
 PROMOTION_KEY = "promotion"  # also the deep link's query parameter: /?promotion=ID
+VIEW_KEY = "view"  # the open tab, also a query parameter: /operations?view=Alerts
+STALLED_ORDERS, PROMOTIONS, ALERTS, INGEST = "Stalled orders", "Promotions", "Alerts", "Ingest health"
 ALL = "All"
 CHART_PROMOTIONS = 12  # the most recent promotions drawn; older ones stay in the table
 SILENCE_HOURS = {"1 hour": 1.0, "4 hours": 4.0, "1 day": 24.0, "1 week": 168.0}
@@ -53,7 +60,6 @@ def _choice(column: Any, label: str, values: Sequence[str], key: str) -> str:
 
 
 def _stalled(api: Api) -> None:
-    st.header("Stalled orders")
     with st.spinner("Loading stalled orders…"):
         listing = api.orders(status="stalled", limit=1000)
     if isinstance(listing, Problem):
@@ -113,7 +119,6 @@ def _promotion_detail(promotion: Mapping[str, Any], now: datetime) -> None:
 
 
 def _promotions(api: Api, now: datetime) -> None:
-    st.header("Promotion propagation")
     with st.spinner("Loading promotions…"):
         listing = api.promotions()
     if isinstance(listing, Problem):
@@ -166,7 +171,6 @@ def _promotions(api: Api, now: datetime) -> None:
 
 
 def _alerts(api: Api, now: datetime) -> None:
-    st.header("Alerts")
     alerts = api.alerts(state="firing")
     if isinstance(alerts, Problem):
         if alerts.kind == NOT_FOUND:
@@ -281,7 +285,6 @@ def _remember(health: IngestHealth) -> tuple[float, IngestHealth] | None:
 
 @st.fragment(run_every=15)
 def _ingest(api: Api) -> None:
-    st.header("Ingest health")
     text = api.metrics()
     if isinstance(text, Problem):
         theme.show_problem(text, "Ingest metrics")
@@ -346,14 +349,19 @@ def render() -> None:
     )
     api = Api.from_environment()
     now = datetime.now(UTC)
-    if st.query_params.get(PROMOTION_KEY) or st.session_state.get(PROMOTION_KEY):
-        _promotions(api, now)  # a deep link to a promotion: its answer first
-        _stalled(api)
-    else:
-        _stalled(api)
-        _promotions(api, now)
-    _alerts(api, now)
-    _ingest(api)
+    if st.query_params.get(PROMOTION_KEY) and VIEW_KEY not in st.session_state:
+        st.session_state[VIEW_KEY] = PROMOTIONS  # a deep link to a promotion opens its tab
+    sections: dict[str, Callable[[], None]] = {
+        STALLED_ORDERS: lambda: _stalled(api),
+        PROMOTIONS: lambda: _promotions(api, now),
+        ALERTS: lambda: _alerts(api, now),
+        INGEST: lambda: _ingest(api),
+    }
+    tabs = st.tabs(list(sections), key=VIEW_KEY, bind="query-params")
+    for tab, draw in zip(tabs, sections.values(), strict=True):
+        if tab.open:
+            with tab:
+                draw()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ def page(browser: Browser) -> Iterator[Page]:
 def _open(page: Page, url: str, charts: int) -> None:
     """Go to ``url`` and wait until ``charts`` plotly charts have drawn their SVG."""
     page.goto(url, wait_until="domcontentloaded")
+    if not charts:
+        return
     page.wait_for_selector(CHART, timeout=WAIT_MS)
     page.wait_for_function(
         "([selector, n]) => document.querySelectorAll(selector).length >= n",
@@ -121,7 +123,7 @@ def _visible(page: Page, text: str) -> None:
             ["Still at the old price: 023", "Activation lag per store"],
         ),
         ("kpis", "/kpis", 4, ["Order to ready p50", "Top stores by stalled rate"]),
-        ("operations", "/operations", 2, ["Stalled orders", "Ingest health"]),
+        ("operations", "/operations", 0, ["Stalled orders", "3 of 3 stalled orders match"]),
         # Where a table's order link leads (relative "order?order=ID" from any page).
         ("order-link", "/order?order=W-10024", 1, ["Order W-10024", "Nothing is late."]),
     ],
@@ -134,6 +136,20 @@ def test_each_view_renders_its_charts_and_answer(
         _visible(page, text)
     assert "Traceback" not in page.content()
     assert _shot(page, name).stat().st_size > 10_000
+
+
+def test_operations_tabs_load_on_click_and_keep_their_place_in_the_url(dashboard: str, page: Page) -> None:
+    page.goto(f"{dashboard}/operations", wait_until="domcontentloaded")
+    _visible(page, "stalled orders match")
+    page.get_by_role("tab", name="Ingest health").click()
+    _visible(page, "WAL backlog")
+    page.wait_for_url("**view=Ingest*", timeout=WAIT_MS)
+    page.get_by_role("tab", name="Promotions").click()
+    page.wait_for_function(
+        "([selector, n]) => document.querySelectorAll(selector).length >= n", arg=[CHART, 2], timeout=WAIT_MS
+    )
+    _visible(page, "Activation lag per store")
+    _shot(page, "operations-promotions")
 
 
 def test_unknown_order_suggests_near_ids_and_a_suggestion_opens_it(dashboard: str, page: Page) -> None:

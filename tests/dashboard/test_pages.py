@@ -11,6 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.pages.operations import ALERTS, INGEST, PROMOTIONS, STALLED_ORDERS, VIEW_KEY
 from dashboard.settings import API_TOKEN_ENV, API_URL_ENV
 from dashboard.theme import axis_titles
 from tests.dashboard.alerts_stub import AlertsApi
@@ -58,6 +59,14 @@ def open_page(estate_node: NodeProcess, monkeypatch: pytest.MonkeyPatch) -> Iter
         return at
 
     yield run
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Clicks one of the Operations page's tabs (only the open tab's content runs)."""
+    at.session_state[VIEW_KEY] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def texts(at: AppTest) -> str:
@@ -211,7 +220,8 @@ def test_unknown_sku_is_not_known(open_page: Open) -> None:
 
 def test_promotion_deep_link_names_the_stores_still_at_the_old_price(open_page: Open) -> None:
     at = open_page({"promotion": PROMOTION})
-    assert at.header[0].value == "Promotion propagation"  # the deep link's answer comes first
+    assert at.session_state[VIEW_KEY] == PROMOTIONS  # the deep link opens its tab; the others wait
+    assert "stalled orders match" not in texts(at)
     sentence = at.error[0].value
     assert "active at 3 of 4 targets (75%)" in sentence and "Still at the old price: 023." in sentence
     assert "Activated late: 017" in sentence
@@ -238,8 +248,8 @@ def test_unknown_promotion_is_not_known(open_page: Open) -> None:
 
 def test_operations_lists_stalled_orders_with_filters_and_ingest_health(open_page: Open) -> None:
     at = open_page(page="operations")
-    headers = [h.value for h in at.header]
-    assert headers == ["Stalled orders", "Promotion propagation", "Alerts", "Ingest health"]
+    assert [tab.label for tab in at.tabs] == [STALLED_ORDERS, PROMOTIONS, ALERTS, INGEST]
+    assert not at.get("plotly_chart")  # the promotion charts wait for their tab
     stalled = at.dataframe[0].value
     assert list(stalled["order"]) == [
         f"order?order={RETURNED}",
@@ -252,15 +262,15 @@ def test_operations_lists_stalled_orders_with_filters_and_ingest_health(open_pag
     at.selectbox(key="stalled-store").select("All").run()
     at.number_input(key="stalled-age").set_value(60).run()
     assert list(at.dataframe[0].value["order"]) == [f"order?order={RETURNED}"]
-    assert "No alert is firing." in texts(at)  # the node has no alert rules
-    page = texts(at)
+    assert "No alert is firing." in texts(open_tab(at, ALERTS))  # the node has no alert rules
+    page = texts(open_tab(at, INGEST))
     assert "Quarantined: 1" in page and "WAL backlog" in page and "Storage: up" in page
     quarantine = at.dataframe[-1].value
     assert list(quarantine["field"]) == ["data.channel"]
 
 
 def test_alerts_are_listed_and_can_be_silenced_and_expired(open_page: Open, alerts_api: AlertsApi) -> None:
-    at = open_page(page="operations", url=alerts_api.url)
+    at = open_tab(open_page(page="operations", url=alerts_api.url), ALERTS)
     alerts = next(frame.value for frame in at.dataframe if "alert" in frame.value.columns)
     assert list(alerts["alert"]) == ["stalled-orders"]
     assert list(alerts["open"]) == [f"order?order={STALLED}"]
@@ -341,16 +351,16 @@ def test_refused_token_shows_its_banner(open_page: Open, token: str, status: int
 def test_a_node_without_the_alerts_api_gets_a_notice(open_page: Open, alerts_api: AlertsApi) -> None:
     alerts_api.missing = True
     try:
-        at = open_page(page="operations", url=alerts_api.url)
+        at = open_tab(open_page(page="operations", url=alerts_api.url), ALERTS)
     finally:
         alerts_api.missing = False
     assert any("does not serve alerts yet" in i.value for i in at.info)
     assert not at.error
-    assert at.dataframe[0].value.shape[0] == 3  # the rest of the page still works
+    assert open_tab(at, STALLED_ORDERS).dataframe[0].value.shape[0] == 3  # the rest of the page works
 
 
 def test_silencing_with_a_read_token_says_admin_is_needed(open_page: Open) -> None:
-    at = open_page(page="operations")
+    at = open_tab(open_page(page="operations"), ALERTS)
     at.text_input(key="silence-matchers").input("store_id=042")
     next(b for b in at.button if b.label == "Silence").click().run()
     (banner,) = [e.value for e in at.error]
