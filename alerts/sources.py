@@ -27,7 +27,7 @@ from alerts.config import (
 from correlator.catalog import PromotionReader
 from correlator.model import LIFECYCLE
 from correlator.propagation import PromotionSettings
-from correlator.sla import SlaRule, stall_columns_sql, stalled_sql
+from correlator.sla import SlaRule, stall_columns_sql, stalled_now_sql
 from correlator.summary import FAILED_POSTING_SQL
 from correlator.verdicts import PREREQUISITES
 
@@ -116,7 +116,7 @@ class ClickHouseSource:
         stalled = (
             f"SELECT canonical, store_id, channel, fulfillment, {firsts}, "
             f"{stall_columns_sql(self.sla_rules, 'now')} FROM order_summary FINAL "
-            f"WHERE is_deleted = 0 AND ({stalled_sql(self.sla_rules, 'now')}) = 1"
+            f"WHERE is_deleted = 0 AND {stalled_now_sql('now')} = 1"
         )
         age = " WHERE since >= {oldest:DateTime64(6, 'UTC')}" if params.max_age_s else ""
         rows = self._rows(

@@ -115,6 +115,7 @@ def run(size: str) -> list[Figure]:
     from alerts.notify import InMemoryNotifier
     from correlator.propagation import parse_promotions
     from correlator.sla import DEFAULT_SLA
+    from correlator.summary import keep_stall_due
     from milepost.config import StorageConfig
     from storage.client import open_client
     from storage.schema import migrate
@@ -124,6 +125,7 @@ def run(size: str) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="milepost-bench-alerts-", ignore_cleanup_errors=True) as tmp:
         client = open_client("", Path(tmp))
         migrate(client, StorageConfig())
+        keep_stall_due(client, DEFAULT_SLA)
         seconds = seed(client, orders, promotions, stores, now_s)
         print(f"seeded {orders:,} open orders, {promotions:,} promotions x {stores} stores in {seconds:.1f}s")
         settings = parse_alerts({"rules": RULES, "routes": [{"notify": ["json://127.0.0.1:9/hook"]}]})

@@ -97,12 +97,15 @@ FROM ({_ORDER})
 
 def seed(data_dir: Path, orders: int, now_s: int) -> dict[str, Any]:
     """Seed ``orders`` orders into a fresh embedded store (runs in its own process)."""
+    from correlator.sla import DEFAULT_SLA
+    from correlator.summary import keep_stall_due
     from milepost.config import StorageConfig
     from storage.client import open_client
     from storage.schema import migrate
 
     client = open_client("", data_dir)
     migrate(client, StorageConfig())
+    keep_stall_due(client, DEFAULT_SLA)  # as a node's first start does; summaries then get it on insert
     started = time.perf_counter()
     for start in range(0, orders, CHUNK):
         count = min(CHUNK, orders - start)

@@ -17,7 +17,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from correlator.model import Anomaly, OrderVerdict, TimelineEntry
-from correlator.sla import SlaRule, stall_columns_sql, stalled_sql
+from correlator.sla import SlaRule, stall_columns_sql, stalled_now_sql
 from correlator.summary import OPEN_SQL, STATE_SQL
 from correlator.verdicts import order_verdict
 
@@ -178,7 +178,7 @@ class OrderReader:
         conditions = ["is_deleted = 0"]
         parameters: dict[str, Any] = {"now": datetime.fromtimestamp(now_us / 1_000_000, UTC)}
         if where.status == "stalled":
-            conditions.append(f"({stalled_sql(self.rules, 'now')}) = 1")
+            conditions.append(f"{stalled_now_sql('now')} = 1")
         elif where.status == "open":
             conditions.append(OPEN_SQL)
         if where.store_id:

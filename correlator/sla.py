@@ -219,13 +219,19 @@ def _micros(column: str) -> str:
     return f"toUnixTimestamp64Micro({column})"
 
 
-def _pair_sql(pair: tuple[str, str], group: Sequence[tuple[int, SlaRule]], now: str) -> tuple[str, str]:
-    """(stalled 0/1, due in microseconds or NULL) of one (from, to) pair."""
+def _pair_due_sql(pair: tuple[str, str], group: Sequence[tuple[int, SlaRule]]) -> str:
+    """Microseconds when the pair's ``to`` is due, NULL when it is reached (or beyond) or no rule of
+    the pair applies to the order."""
     from_, to = pair
     start = f"first_{from_}"
-    due = f"({_micros(start)} + {_within_sql(group)})"
     reached = " OR ".join(f"ifNull(last_{m} >= {start}, 0)" for m in LIFECYCLE if RANK[m] >= RANK[to])
-    stalled = f"ifNull(first_{CANCELLED} IS NULL AND {_micros(now)} > {due} AND NOT ({reached}), 0)"
+    return f"if({reached}, NULL, {_micros(start)} + {_within_sql(group)})"
+
+
+def _pair_sql(pair: tuple[str, str], group: Sequence[tuple[int, SlaRule]], now: str) -> tuple[str, str]:
+    """(stalled 0/1, due in microseconds or NULL) of one (from, to) pair."""
+    due = _pair_due_sql(pair, group)
+    stalled = f"ifNull(first_{CANCELLED} IS NULL AND {_micros(now)} > ({due}), 0)"
     return stalled, due
 
 
@@ -235,15 +241,36 @@ def _now(now_param: str) -> str:
     return f"{{{now_param}:DateTime64(6, 'UTC')}}"
 
 
+def stall_due_sql(rules: Sequence[SlaRule]) -> str:
+    """A ClickHouse expression (``Nullable(Int64)``, microseconds): when the order-summary row becomes
+    stalled unless a milestone arrives first, NULL when it never will (cancelled, or every step
+    that has a rule is reached).
+
+    Stalled at ``now`` is exactly ``due < now``: a pair is stalled once now passes its due, and
+    its due does not depend on now. So lists, KPIs and alerts keep this per row
+    (``order_summary.stall_due_us``, see ``correlator.summary.keep_stall_due``) instead of
+    evaluating every rule over millions of rows on each read.
+    """
+    dues = [_pair_due_sql(pair, group) for pair, group in _candidates(rules).items()]
+    if not dues:
+        return "CAST(NULL AS Nullable(Int64))"
+    pending = f"arrayFilter(x -> x IS NOT NULL, [{', '.join(dues)}])"
+    return f"if(first_{CANCELLED} IS NOT NULL OR empty({pending}), NULL, arrayMin({pending}))"
+
+
 def stalled_sql(rules: Sequence[SlaRule], now_param: str) -> str:
     """A ClickHouse expression, 1 when the order-summary row is stalled at ``{now_param}``, else 0.
 
     Same semantics as ``correlator.verdicts.stall``: per-scope precedence as in ``applicable``,
     cancelled orders never stalled. ``now_param`` names a ``DateTime64(6, 'UTC')`` query parameter.
+    Over ``order_summary`` itself, ``stalled_now_sql`` reads the stored due instead.
     """
-    now = _now(now_param)
-    terms = [_pair_sql(pair, group, now)[0] for pair, group in _candidates(rules).items()]
-    return f"toUInt8({' OR '.join(terms) or '0'})"
+    return f"toUInt8(ifNull(({stall_due_sql(rules)}) < {_micros(_now(now_param))}, 0))"
+
+
+def stalled_now_sql(now_param: str, due_column: str = "stall_due_us") -> str:
+    """``stalled_sql`` over a column holding ``stall_due_sql`` (``order_summary.stall_due_us``)."""
+    return f"toUInt8(ifNull({due_column} < {_micros(_now(now_param))}, 0))"
 
 
 def stall_columns_sql(rules: Sequence[SlaRule], now_param: str) -> str:

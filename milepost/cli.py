@@ -145,6 +145,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def migrate_command(args: argparse.Namespace) -> int:
+    from correlator.sla import parse_sla
+    from correlator.summary import keep_stall_due
     from storage.client import open_client
     from storage.schema import migrate
 
@@ -153,6 +155,7 @@ def migrate_command(args: argparse.Namespace) -> int:
     _say(f"migrating {mask_url(url) if url else f'embedded store in {args.data_dir}'}")
     client = open_client(url, args.data_dir)
     version = migrate(client, config.storage, _say)
+    keep_stall_due(client, parse_sla(config.sla), _say)
     _say(f"schema at version {version}")
     return 0
 

@@ -40,6 +40,7 @@ from correlator.propagation import parse_promotions
 from correlator.rules import parse_mapping
 from correlator.sink import CorrelatingSink
 from correlator.sla import parse_sla
+from correlator.summary import keep_stall_due
 from correlator.traces import TraceReader
 from milepost.auth import Authenticator
 from milepost.config import Config, mask_url
@@ -92,6 +93,7 @@ class Node:
         self.query_client = open_client(url, self.data_dir)
         self._clients = [writer_client, self.query_client]
         migrate(writer_client, self.config.storage, self.progress)
+        keep_stall_due(writer_client, self.sla, self.progress)
         self.wal = WriteAheadLog(
             self.data_dir / "wal", self.config.wal.segment_bytes, self.config.wal.max_bytes
         )
