@@ -1,6 +1,7 @@
 """Executive figures over a time window: order counts, milestone-to-milestone durations, stalled
 rate, failed postings, promotion propagation, each as a figure, against the previous window, and
-as a daily series. Everything is computed in ClickHouse from the order summaries."""
+as a daily series. Everything is computed in ClickHouse from the order summaries, through their
+daily rollup (``correlator.rollup``) and, for days only partly in the window, directly."""
 
 from __future__ import annotations
 
@@ -13,39 +14,8 @@ from clickhouse_connect.driver.client import Client
 
 from correlator.catalog import PromotionReader
 from correlator.propagation import percentile
-from correlator.sla import SlaRule, stalled_now_sql
-from correlator.summary import FAILED_POSTING_SQL, OPEN_SQL, ORDER_TIME_SQL, STATE_SQL
-
-# Durations reported, as (name, from milestone, to milestone).
-DURATIONS: tuple[tuple[str, str, str], ...] = (
-    ("accepted_to_paid", "accepted", "paid"),
-    ("paid_to_reserved", "paid", "reserved"),
-    ("reserved_to_ready", "reserved", "ready"),
-    ("order_to_ready", "accepted", "ready"),
-    ("ready_to_fulfilled", "ready", "fulfilled"),
-    ("return_to_refund", "returned", "refunded"),
-    ("refund_to_reconciled", "refunded", "reconciled"),
-    ("fulfilled_to_reconciled", "fulfilled", "reconciled"),
-)
-
-
-def _seconds(a: str, b: str) -> str:
-    return (
-        f"(toUnixTimestamp64Micro(assumeNotNull(first_{b})) "
-        f"- toUnixTimestamp64Micro(assumeNotNull(first_{a}))) / 1e6"
-    )
-
-
-def _has(a: str, b: str) -> str:
-    return f"first_{a} IS NOT NULL AND first_{b} IS NOT NULL AND first_{b} >= first_{a}"
-
-
-def _duration_columns() -> str:
-    return ", ".join(
-        f"quantilesIf(0.5, 0.95)({_seconds(a, b)}, {_has(a, b)}) AS {name}_q, "
-        f"countIf({_has(a, b)}) AS {name}_n"
-        for name, a, b in DURATIONS
-    )
+from correlator.rollup import DURATIONS, DailyRollup, Window
+from correlator.sla import SlaRule
 
 
 def _dt(us: int) -> datetime:
@@ -56,12 +26,18 @@ def _iso(us: int) -> str:
     return _dt(us).isoformat().replace("+00:00", "Z")
 
 
+# Merged once per request: the window's headline figures, the series and the store ranking.
+_HEADLINE: tuple[str, ...] = ()
+_SERIES = ("day", "channel")
+_STORES = ("store_id",)
+
+
 class KpiReader:
     def __init__(self, client: Client, rules: Sequence[SlaRule], promotions: PromotionReader) -> None:
         self.client = client
-        self.rules = tuple(rules)
+        self.rules = tuple(rules)  # order_summary keeps each order's stall due under these rules
         self.promotions = promotions
-        self.stalled = stalled_now_sql("now")  # order_summary keeps each order's due under the rules
+        self.rollup = DailyRollup(client)
 
     def kpis(
         self,
@@ -72,107 +48,21 @@ class KpiReader:
         store_id: str | None = None,
         stores: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        scope, parameters = self._scope(channel, store_id, stores)
-        parameters["now"] = _dt(now_us)
-        current, previous = self._periods(since_us, until_us, scope, parameters)
+        """The figures of orders placed in [since, until), against the equally long window before."""
+        scope, parameters = _scope(channel, store_id, stores)
+        window = Window(_dt(since_us - (until_us - since_us)), _dt(until_us), split=_dt(since_us))
+        merged = self.rollup.merged(window, now_us, scope, parameters, (_HEADLINE, _SERIES, _STORES))
+        periods = {bool(row["current"]): _figures(row) for row in merged[_HEADLINE]}
         return {
             "since": _iso(since_us),
             "until": _iso(until_us),
             "filters": {"channel": channel, "store_id": store_id},
-            **current,
-            "previous": previous,
-            "series": self._series(since_us, until_us, scope, parameters),
-            "top_stalled_stores": self._top_stores(since_us, until_us, scope, parameters),
+            **periods.get(True, _figures(None)),
+            "previous": periods.get(False, _figures(None)),
+            "series": _series([row for row in merged[_SERIES] if row["current"]]),
+            "top_stalled_stores": _top_stores([row for row in merged[_STORES] if row["current"]]),
             "promotions": self._promotions(since_us, until_us, now_us),
         }
-
-    def _scope(
-        self, channel: str | None, store_id: str | None, stores: tuple[str, ...]
-    ) -> tuple[list[str], dict[str, Any]]:
-        scope = ["is_deleted = 0"]
-        parameters: dict[str, Any] = {}
-        if channel:
-            scope.append("channel = {channel:String}")
-            parameters["channel"] = channel
-        if store_id:
-            scope.append("store_id = {store:String}")
-            parameters["store"] = store_id
-        if stores:
-            scope.append("store_id IN {stores:Array(String)}")
-            parameters["stores"] = list(stores)
-        return scope, parameters
-
-    def _window(
-        self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
-    ) -> tuple[dict[str, Any], str]:
-        """The query parameters and WHERE clause of orders placed in [since, until) within ``scope``."""
-        params = {**parameters, "since": _dt(since_us), "until": _dt(until_us)}
-        since = f"{ORDER_TIME_SQL} >= {{since:DateTime64(6, 'UTC')}}"
-        until = f"{ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}}"
-        return params, " AND ".join([*scope, since, until])
-
-    def _periods(
-        self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Headline figures of the window and of the equally long window before it, in one scan."""
-        params, where = self._window(since_us - (until_us - since_us), until_us, scope, parameters)
-        params["split"] = _dt(since_us)
-        stalled = self.stalled
-        rows = self.client.query(
-            f"SELECT {ORDER_TIME_SQL} >= {{split:DateTime64(6, 'UTC')}} AS current, "
-            f"count() AS orders, countIf({OPEN_SQL}) AS open, countIf(({stalled}) = 1) AS stalled, "
-            f"countIf({FAILED_POSTING_SQL}) AS failed_postings, sum(posting_failures) AS failures_total, "
-            "sumMap([channel], [toUInt64(1)]) AS by_channel, "
-            f"sumMap([{STATE_SQL}], [toUInt64(1)]) AS by_state, "
-            f"{_duration_columns()} FROM order_summary FINAL WHERE {where} GROUP BY current",
-            parameters=params,
-        ).named_results()
-        found = {bool(row["current"]): _figures(row) for row in rows}
-        return found.get(True, _figures(None)), found.get(False, _figures(None))
-
-    def _series(
-        self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        params, where = self._window(since_us, until_us, scope, parameters)
-        stalled = self.stalled
-        rows = self.client.query(
-            f"SELECT toDate({ORDER_TIME_SQL}) AS day, channel, count() AS orders, "
-            f"countIf(({stalled}) = 1) AS stalled, "
-            f"countIf({FAILED_POSTING_SQL}) AS failed_postings, "
-            f"quantilesIf(0.5, 0.95)({_seconds('accepted', 'ready')}, {_has('accepted', 'ready')}) "
-            "AS ready_q, "
-            f"countIf({_has('accepted', 'ready')}) AS ready_n "
-            f"FROM order_summary FINAL WHERE {where} GROUP BY day, channel ORDER BY day, channel",
-            parameters=params,
-        ).named_results()
-        return [
-            {
-                "day": row["day"].isoformat(),
-                "channel": row["channel"] or "unknown",
-                "orders": int(row["orders"]),
-                "stalled": int(row["stalled"]),
-                "failed_postings": int(row["failed_postings"]),
-                "order_to_ready_p50_seconds": _round(row["ready_q"][0]) if row["ready_n"] else None,
-                "order_to_ready_p95_seconds": _round(row["ready_q"][1]) if row["ready_n"] else None,
-            }
-            for row in rows
-        ]
-
-    def _top_stores(
-        self, since_us: int, until_us: int, scope: list[str], parameters: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        params, where = self._window(since_us, until_us, scope, parameters)
-        stalled = self.stalled
-        rows = self.client.query(
-            f"SELECT store_id, countIf(({stalled}) = 1) AS stalled, countIf({OPEN_SQL}) AS open "
-            f"FROM order_summary FINAL WHERE {where} AND store_id != '' GROUP BY store_id "
-            "HAVING open > 0 ORDER BY stalled / open DESC, stalled DESC, store_id LIMIT 10",
-            parameters=params,
-        ).result_rows
-        return [
-            {"store_id": s, "stalled": int(n), "open": int(o), "stalled_rate": round(int(n) / int(o), 4)}
-            for s, n, o in rows
-        ]
 
     def _promotions(self, since_us: int, until_us: int, now_us: int) -> dict[str, Any]:
         summaries = [
@@ -190,6 +80,59 @@ class KpiReader:
         }
 
 
+def _scope(
+    channel: str | None, store_id: str | None, stores: tuple[str, ...]
+) -> tuple[list[str], dict[str, Any]]:
+    """WHERE terms over channel and store_id, and their parameters."""
+    scope: list[str] = []
+    parameters: dict[str, Any] = {}
+    if channel:
+        scope.append("channel = {channel:String}")
+        parameters["channel"] = channel
+    if store_id:
+        scope.append("store_id = {store:String}")
+        parameters["store"] = store_id
+    if stores:
+        scope.append("store_id IN {stores:Array(String)}")
+        parameters["stores"] = list(stores)
+    return scope, parameters
+
+
+def _series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows.sort(key=lambda row: (row["day"], row["channel"]))
+    return [
+        {
+            "day": row["day"].isoformat(),
+            "channel": row["channel"] or "unknown",
+            "orders": int(row["orders"]),
+            "stalled": int(row["stalled"]),
+            "failed_postings": int(row["failed_postings"]),
+            "order_to_ready_p50_seconds": _quantile(row, "order_to_ready", 0),
+            "order_to_ready_p95_seconds": _quantile(row, "order_to_ready", 1),
+        }
+        for row in rows
+    ]
+
+
+def _top_stores(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ten stores with the highest share of open orders stalled."""
+    ranked = [row for row in rows if row["store_id"] and int(row["open"]) > 0]
+    ranked.sort(key=lambda r: (-int(r["stalled"]) / int(r["open"]), -int(r["stalled"]), r["store_id"]))
+    return [
+        {
+            "store_id": row["store_id"],
+            "stalled": int(row["stalled"]),
+            "open": int(row["open"]),
+            "stalled_rate": round(int(row["stalled"]) / int(row["open"]), 4),
+        }
+        for row in ranked[:10]
+    ]
+
+
+def _quantile(row: dict[str, Any], name: str, index: int) -> float | None:
+    return _round(row[f"{name}_q"][index]) if row.get(f"{name}_n") else None
+
+
 def _figures(row: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON of one period's headline figures (all zero for a period without orders)."""
     row = row or {"orders": 0, "open": 0, "stalled": 0, "failed_postings": 0, "failures_total": 0}
@@ -204,8 +147,8 @@ def _figures(row: dict[str, Any] | None) -> dict[str, Any]:
         },
         "durations": {
             name: {
-                "p50_seconds": _round(row[f"{name}_q"][0]) if row.get(f"{name}_n") else None,
-                "p95_seconds": _round(row[f"{name}_q"][1]) if row.get(f"{name}_n") else None,
+                "p50_seconds": _quantile(row, name, 0),
+                "p95_seconds": _quantile(row, name, 1),
                 "count": int(row.get(f"{name}_n", 0)),
             }
             for name, _, _ in DURATIONS

@@ -37,7 +37,7 @@ STALL_DUE_COLUMN = "stall_due_us"
 _PENDING = "sla rules: recomputing"
 
 
-def _stall_due_comment(client: Client) -> str | None:
+def stall_due_comment(client: Client) -> str | None:
     rows = client.query(
         "SELECT comment FROM system.columns WHERE database = currentDatabase() "
         "AND table = 'order_summary' AND name = {name:String}",
@@ -58,7 +58,7 @@ def keep_stall_due(
     """
     expression = stall_due_sql(rules)
     fingerprint = "sla rules " + hashlib.sha256(expression.encode()).hexdigest()[:16]
-    found = _stall_due_comment(client)
+    found = stall_due_comment(client)
     if found == fingerprint:
         return
     column = f"{STALL_DUE_COLUMN} Nullable(Int64)"

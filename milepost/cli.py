@@ -145,6 +145,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def migrate_command(args: argparse.Namespace) -> int:
+    from correlator.rollup import keep_kpi_rollup
     from correlator.sla import parse_sla
     from correlator.summary import keep_stall_due
     from storage.client import open_client
@@ -156,6 +157,7 @@ def migrate_command(args: argparse.Namespace) -> int:
     client = open_client(url, args.data_dir)
     version = migrate(client, config.storage, _say)
     keep_stall_due(client, parse_sla(config.sla), _say)
+    keep_kpi_rollup(client, _say)
     _say(f"schema at version {version}")
     return 0
 

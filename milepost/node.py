@@ -37,6 +37,7 @@ from correlator.kpis import KpiReader
 from correlator.mapping import Mapper
 from correlator.orders import OrderReader
 from correlator.propagation import parse_promotions
+from correlator.rollup import keep_kpi_rollup
 from correlator.rules import parse_mapping
 from correlator.sink import CorrelatingSink
 from correlator.sla import parse_sla
@@ -94,6 +95,7 @@ class Node:
         self._clients = [writer_client, self.query_client]
         migrate(writer_client, self.config.storage, self.progress)
         keep_stall_due(writer_client, self.sla, self.progress)
+        keep_kpi_rollup(writer_client, self.progress)
         self.wal = WriteAheadLog(
             self.data_dir / "wal", self.config.wal.segment_bytes, self.config.wal.max_bytes
         )

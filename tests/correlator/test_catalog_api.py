@@ -426,6 +426,43 @@ def test_kpis_by_channel(live: InProcessNode, kpi_store: dict[str, Any]) -> None
     assert kpis(live, kpi_store, channel="marketplace")["orders"]["total"] == 0
 
 
+def test_kpis_follow_orders_that_change_after_a_read(live: InProcessNode) -> None:
+    """A read computes the rollup of whole days; later events about those days' orders (one
+    reserved, one whose acceptance arrives late and moves it to another day) show at the next."""
+    store, t = uid("R"), now()
+    midnight = datetime.combine(t.date(), datetime.min.time(), UTC)
+    two_days_ago, yesterday = (
+        midnight - timedelta(days=2) + timedelta(hours=9),
+        midnight - timedelta(hours=15),
+    )
+    stalled, late = uid("O"), uid("O")
+    order = {"channel": "web", "store_id": store, "fulfillment": "bopis"}
+    send(
+        live,
+        ce("retail.order.accepted", {"order_id": stalled, **order}, yesterday),
+        ce("retail.payment.confirmed", {"order_id": stalled}, yesterday + timedelta(minutes=1)),
+        ce("retail.payment.confirmed", {"order_id": late, **order}, yesterday + timedelta(minutes=3)),
+    )
+    window = {"since": rfc3339(midnight - timedelta(days=3)), "until": rfc3339(midnight), "store_id": store}
+    first = ok(live, "/api/v1/kpis", **window)
+    assert first["orders"]["total"] == 2 and first["stalled"]["count"] == 2  # paid, never reserved
+    assert {row["day"] for row in first["series"]} == {yesterday.date().isoformat()}
+    send(
+        live,
+        ce(
+            "retail.order.cancelled",
+            {"order_id": stalled, "reason": "customer"},
+            yesterday + timedelta(hours=1),
+        ),
+        ce("retail.order.accepted", {"order_id": late, **order}, two_days_ago),
+    )
+    second = ok(live, "/api/v1/kpis", **window)
+    assert second["orders"]["total"] == 2 and second["stalled"]["count"] == 1
+    assert second["orders"]["by_state"] == {"cancelled": 1, "paid": 1}
+    days = {row["day"]: row["orders"] for row in second["series"]}
+    assert days == {two_days_ago.date().isoformat(): 1, yesterday.date().isoformat(): 1}
+
+
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
