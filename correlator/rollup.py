@@ -226,6 +226,8 @@ class DailyRollup:
             f"{_PART_COLUMNS} FROM kpi_daily INNER JOIN {_LATEST} AS latest USING (day, version) "
             f"WHERE {whole}{filters}"
         )
+        # Days only partly in the window, read directly; a window of whole days needs none (and
+        # over FINAL even a read that matches nothing costs a pass over every column).
         read = (
             f"SELECT toUInt8({ORDER_TIME_SQL} >= {split_sql}) AS current, {DAY_SQL} AS day, "
             f"channel, store_id, {_AGGREGATES} FROM order_summary FINAL WHERE is_deleted = 0{filters} "
@@ -238,7 +240,8 @@ class DailyRollup:
         merged = ", ".join(f"{aggregate} AS {column}" for column, aggregate in _MERGED)
         rows = self.client.query(
             f"SELECT grouping({', '.join(keys)}) AS grouping_set, current, {', '.join(keys)}, {merged} "
-            f"FROM ({stored} UNION ALL {read}) GROUP BY GROUPING SETS ({sets})",
+            f"FROM ({f'{stored} UNION ALL {read}' if params['partial'] else stored}) "
+            f"GROUP BY GROUPING SETS ({sets})",
             parameters=params,
             settings={"prefer_column_name_to_alias": 1},  # sum(orders) AS orders, then [orders] is the column
         ).named_results()
