@@ -26,10 +26,11 @@ def _iso(us: int) -> str:
     return _dt(us).isoformat().replace("+00:00", "Z")
 
 
-# Merged once per request: the window's headline figures, the series and the store ranking.
+# Grouping sets: the headline figures (no keys), the daily series and the store ranking.
 _HEADLINE: tuple[str, ...] = ()
 _SERIES = ("day", "channel")
 _STORES = ("store_id",)
+_DETAIL = ("orders", "open", "stalled", "failed_postings", "order_to_ready_q", "order_to_ready_n")
 
 
 class KpiReader:
@@ -50,17 +51,19 @@ class KpiReader:
     ) -> dict[str, Any]:
         """The figures of orders placed in [since, until), against the equally long window before."""
         scope, parameters = _scope(channel, store_id, stores)
-        window = Window(_dt(since_us - (until_us - since_us)), _dt(until_us), split=_dt(since_us))
-        merged = self.rollup.merged(window, now_us, scope, parameters, (_HEADLINE, _SERIES, _STORES))
-        periods = {bool(row["current"]): _figures(row) for row in merged[_HEADLINE]}
+        both = Window(_dt(since_us - (until_us - since_us)), _dt(until_us), split=_dt(since_us))
+        headline = self.rollup.merged(both, now_us, scope, parameters, [_HEADLINE])[_HEADLINE]
+        periods = {bool(row["current"]): _figures(row) for row in headline}
+        window = Window(_dt(since_us), _dt(until_us))
+        detail = self.rollup.merged(window, now_us, scope, parameters, [_SERIES, _STORES], _DETAIL)
         return {
             "since": _iso(since_us),
             "until": _iso(until_us),
             "filters": {"channel": channel, "store_id": store_id},
             **periods.get(True, _figures(None)),
             "previous": periods.get(False, _figures(None)),
-            "series": _series([row for row in merged[_SERIES] if row["current"]]),
-            "top_stalled_stores": _top_stores([row for row in merged[_STORES] if row["current"]]),
+            "series": _series(detail[_SERIES]),
+            "top_stalled_stores": _top_stores(detail[_STORES]),
             "promotions": self._promotions(since_us, until_us, now_us),
         }
 

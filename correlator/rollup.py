@@ -4,11 +4,14 @@ order summaries of that day, so a KPI window over millions of orders merges thou
 - ``kpi_daily``: counts, states per lifecycle state, the stall dues still pending (stalled is
   ``due < now``, and now moves), and a quantile state per duration. Several versions of a day
   may be stored; ``kpi_refreshed`` names the one to read.
-- ``kpi_dirty``: the sink marks the days of every summary it rewrites, read before and after the
-  write, so an order moving to another day (its acceptance arrived late, or it was absorbed
-  into another order) dirties both.
+- ``order_days``: a copy of the order summaries sorted by the day the order was placed, so one
+  day is read without a pass over every order. The sink keeps it (``leave_days`` before it
+  rewrites summaries: each order's row on its old day is deleted, and that day marked dirty;
+  ``enter_days`` after: the new rows, their days marked dirty), so an order moving to another
+  day (its acceptance arrived late, or it was absorbed into another order) dirties both.
+- ``kpi_dirty``: the days marked, with when.
 - Reads first recompute the dirty days (``DailyRollup.refresh``), so figures are never stale;
-  days only partly inside a window are aggregated from ``order_summary`` in the same query.
+  days only partly inside a window are aggregated from ``order_days`` in the same query.
 
 The tables are a cache the correlator owns: when their definition or the SLA rules change, they
 are rebuilt at start (``keep_kpi_rollup``), with progress.
@@ -26,6 +29,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from correlator.model import MILESTONES
 from correlator.summary import (
     FAILED_POSTING_SQL,
     OPEN_SQL,
@@ -97,7 +101,34 @@ _MERGED: tuple[tuple[str, str], ...] = (
     ),
 )
 
-_GROUPS = f"SELECT {DAY_SQL} AS day, channel, store_id, {_AGGREGATES} FROM order_summary FINAL"
+# The summary columns the figures read, copied to order_days.
+_COPIED = ", ".join(
+    [
+        "canonical",
+        "channel",
+        "store_id",
+        "first_seen",
+        "posting_failures",
+        "last_posting_failure",
+        "last_posting",
+        *(f"{p}_{m}" for m in MILESTONES for p in ("first", "last")),
+        STALL_DUE_COLUMN,
+    ]
+)
+_ORDER_DAYS = f"""
+CREATE TABLE order_days ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (day, canonical)
+EMPTY AS SELECT {DAY_SQL} AS day, {_COPIED}, version, is_deleted FROM order_summary
+"""
+_COPY = f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, version, is_deleted FROM order_summary"
+_LEAVE = (
+    f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}} - 1, 1 FROM order_summary FINAL "
+    "WHERE canonical IN {canonicals:Array(String)}"
+)
+_ENTER = (
+    _COPY + " WHERE canonical IN {canonicals:Array(String)} AND version = {version:UInt64} AND is_deleted = 0"
+)
+MERGED_COLUMNS = tuple(column for column, _ in _MERGED)
+_GROUPS = f"SELECT day, channel, store_id, {_AGGREGATES} FROM order_days FINAL"
 _DAILY = f"""
 CREATE TABLE kpi_daily ENGINE = ReplacingMergeTree(version) ORDER BY ({", ".join(KEYS)})
 COMMENT '{{comment}}'
@@ -114,21 +145,36 @@ ENGINE = ReplacingMergeTree(marked_at) ORDER BY day
 _MARK = (
     f"INSERT INTO kpi_dirty SELECT DISTINCT {DAY_SQL}, toUnixTimestamp64Micro(now64(6)) FROM order_summary"
 )
-# The days of these orders' stored summaries, dirty from now (the sink runs it before and after).
-MARK_DIRTY_SQL = _MARK + " WHERE canonical IN {canonicals:Array(String)}"
+# The days of these orders' stored summaries, dirty from now.
+_MARK_ORDERS = _MARK + " WHERE canonical IN {canonicals:Array(String)}"
 _DIRTY_DAYS = (
     "SELECT d.day FROM (SELECT day, max(marked_at) AS marked FROM kpi_dirty GROUP BY day) AS d "
     "LEFT JOIN {latest} AS r ON d.day = r.day WHERE d.marked > r.version ORDER BY d.day"
 )
 _RECOMPUTE = (
-    "INSERT INTO kpi_daily SELECT *, {{version:UInt64}} FROM ({groups} WHERE is_deleted = 0 "
-    "AND {day} IN {{days:Array(Date)}} GROUP BY day, channel, store_id)"
+    f"INSERT INTO kpi_daily SELECT *, {{version:UInt64}} FROM ({_GROUPS} "
+    "WHERE day IN {days:Array(Date)} GROUP BY day, channel, store_id)"
 )
 _LATEST = "(SELECT day, max(version) AS version FROM kpi_refreshed GROUP BY day)"
 
 
+def leave_days(client: Client, canonicals: Sequence[str], version: int) -> None:
+    """Before the sink rewrites these orders' summaries at ``version``: their rows in order_days
+    are deleted (one version earlier, so a row landing on the same day wins) and days dirtied."""
+    parameters = {"canonicals": list(canonicals), "version": version}
+    client.command(_MARK_ORDERS, parameters=parameters)
+    client.command(_LEAVE, parameters=parameters)
+
+
+def enter_days(client: Client, canonicals: Sequence[str], version: int) -> None:
+    """After the sink wrote these orders' summaries at ``version``: copied to their days, dirtied."""
+    parameters = {"canonicals": list(canonicals), "version": version}
+    client.command(_ENTER, parameters=parameters)
+    client.command(_MARK_ORDERS, parameters=parameters)
+
+
 def _fingerprint(client: Client) -> str:
-    definition = _DAILY + _REFRESHED + str(stall_due_comment(client))
+    definition = _ORDER_DAYS + _DAILY + _REFRESHED + str(stall_due_comment(client))
     return "kpi rollup " + hashlib.sha256(definition.encode()).hexdigest()[:16]
 
 
@@ -149,12 +195,17 @@ def keep_kpi_rollup(client: Client, progress: Callable[[str], None] = lambda _li
     fingerprint = _fingerprint(client)
     if _table_comment(client, "kpi_daily") == fingerprint:
         return
-    for table in ("kpi_daily", "kpi_refreshed"):
+    for table in ("kpi_daily", "kpi_refreshed", "order_days"):
         client.command(f"DROP TABLE IF EXISTS {table}")
+    client.command(_ORDER_DAYS)
     client.command(_REFRESHED)
     client.command(_DAILY.replace("{comment}", "kpi rollup: building"))
-    client.command(_MARK)  # every day with orders
     started = time.monotonic()
+    orders = int(client.query("SELECT count() FROM order_summary FINAL").result_rows[0][0])
+    if orders:
+        progress(f"KPI rollup: copying {orders:,} order summaries by day")
+    client.command(_COPY + " FINAL")
+    client.command(_MARK)  # every day with orders
     days = DailyRollup(client).refresh(progress)
     if days:
         progress(f"KPI rollup built for {days:,} days in {time.monotonic() - started:.1f}s")
@@ -184,10 +235,9 @@ class DailyRollup:
         with self._refreshing:
             version = int(self.client.query("SELECT toUnixTimestamp64Micro(now64(6))").result_rows[0][0])
             days = [row[0] for row in self.client.query(_DIRTY_DAYS.format(latest=_LATEST)).result_rows]
-            recompute = _RECOMPUTE.format(groups=_GROUPS, day=DAY_SQL)
             for start in range(0, len(days), 31):
                 chunk = days[start : start + 31]
-                self.client.command(recompute, parameters={"version": version, "days": chunk})
+                self.client.command(_RECOMPUTE, parameters={"version": version, "days": chunk})
                 computed = [[day, version] for day in chunk]
                 self.client.insert("kpi_refreshed", computed, column_names=["day", "version"])
                 if len(days) > 31:  # a rebuild: a line per month of days
@@ -201,10 +251,14 @@ class DailyRollup:
         scope: Sequence[str],
         parameters: dict[str, Any],
         grouping: Sequence[tuple[str, ...]],
+        columns: Sequence[str] = MERGED_COLUMNS,
     ) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-        """The merged figures of the window's orders within ``scope`` (WHERE terms over channel and
-        store_id), per grouping set of ``grouping``, each also split by ``current``: 1 for orders
-        placed at or after the window's split (all of them without a split), else 0."""
+        """The merged figures (``columns``) of the window's orders within ``scope`` (WHERE terms
+        over channel and store_id), per grouping set of ``grouping``, each also split by
+        ``current``: 1 for orders placed at or after the window's split (all without a split), else 0.
+
+        Every figure is merged once per grouping set, and a duration's quantiles are the costly
+        merge: ask each set only for what it shows."""
         self.refresh()
         split = window.split or window.since
         full_from = window.since.date() + timedelta(days=0 if _midnight(window.since) else 1)
@@ -226,20 +280,19 @@ class DailyRollup:
             f"{_PART_COLUMNS} FROM kpi_daily INNER JOIN {_LATEST} AS latest USING (day, version) "
             f"WHERE {whole}{filters}"
         )
-        # Days only partly in the window, read directly; a window of whole days needs none (and
-        # over FINAL even a read that matches nothing costs a pass over every column).
+        # Days only partly in the window, aggregated from their orders; whole-day windows need none.
         read = (
-            f"SELECT toUInt8({ORDER_TIME_SQL} >= {split_sql}) AS current, {DAY_SQL} AS day, "
-            f"channel, store_id, {_AGGREGATES} FROM order_summary FINAL WHERE is_deleted = 0{filters} "
+            f"SELECT toUInt8({ORDER_TIME_SQL} >= {split_sql}) AS current, day, channel, store_id, "
+            f"{_AGGREGATES} FROM order_days FINAL WHERE day IN {{partial:Array(Date)}}{filters} "
             f"AND {ORDER_TIME_SQL} >= {{since:DateTime64(6, 'UTC')}} "
-            f"AND {ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}} AND NOT ({whole}) "
-            "GROUP BY current, day, channel, store_id"
+            f"AND {ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}} GROUP BY current, day, channel, store_id"
         )
         keys = [key for key in KEYS if any(key in keys for keys in grouping)]
         sets = ", ".join(f"({', '.join(['current', *keys])})" for keys in grouping)
-        merged = ", ".join(f"{aggregate} AS {column}" for column, aggregate in _MERGED)
+        merged = ", ".join(f"{aggregate} AS {column}" for column, aggregate in _MERGED if column in columns)
+        which = f"grouping({', '.join(keys)})" if keys else "0"
         rows = self.client.query(
-            f"SELECT grouping({', '.join(keys)}) AS grouping_set, current, {', '.join(keys)}, {merged} "
+            f"SELECT {which} AS grouping_set, {', '.join(['current', *keys])}, {merged} "
             f"FROM ({f'{stored} UNION ALL {read}' if params['partial'] else stored}) "
             f"GROUP BY GROUPING SETS ({sets})",
             parameters=params,

@@ -21,7 +21,7 @@ from correlator.derived import TABLES, Derived, map_spans, merge, tables, touche
 from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
 from correlator.model import MILESTONES
-from correlator.rollup import MARK_DIRTY_SQL
+from correlator.rollup import enter_days, leave_days
 from storage.client import StorageUnavailable
 from storage.tables import EVENT_SCHEMA
 
@@ -176,9 +176,9 @@ class CorrelatingSink:
             [[g.canonical, list(g.members), list(g.issues)] for g in groups],
             column_names=["canonical", "members", "issues"],
         )
-        # Days whose KPI rollup these summaries leave stale: where they were, and where they are now.
-        dirty = {"canonicals": sorted(canonicals.union(retired))}
-        self.client.command(MARK_DIRTY_SQL, parameters=dirty)
+        # The KPI rollup's copy by day: these orders leave the days they were on, enter their new ones.
+        rewritten = sorted(canonicals.union(retired))
+        leave_days(self.client, rewritten, version)
         self.client.command(_SUMMARY_SQL, parameters={"version": version})
         if retired:
             # An order absorbed into another (a late alias) leaves no summary of its own.
@@ -187,5 +187,5 @@ class CorrelatingSink:
                 "SELECT arrayJoin({retired:Array(String)}), now64(6), now64(6), {version:UInt64}, 1",
                 parameters={"retired": retired, "version": version},
             )
-        self.client.command(MARK_DIRTY_SQL, parameters=dirty)
+        enter_days(self.client, rewritten, version)
         return groups

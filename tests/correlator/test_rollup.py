@@ -20,11 +20,11 @@ from correlator.model import MILESTONES
 from correlator.rollup import (
     _AGGREGATES,
     _MERGED,
-    DAY_SQL,
-    MARK_DIRTY_SQL,
     DailyRollup,
     Window,
+    enter_days,
     keep_kpi_rollup,
+    leave_days,
 )
 from correlator.sla import DEFAULT_SLA
 from correlator.summary import ORDER_TIME_SQL, keep_stall_due
@@ -89,13 +89,15 @@ COLUMNS = [
 
 
 def _write(client: Client, rows: list[list[Any]], mark: bool = True) -> None:
-    """As the sink writes summaries: the days they leave and the days they land on marked dirty."""
+    """As the sink writes a batch of summaries (one version): the orders leave their days in the
+    rollup's copy by day, and enter their new ones, each day marked dirty."""
     canonicals = sorted({str(row[0]) for row in rows})
+    (version,) = {int(row[COLUMNS.index("version")]) for row in rows}
     if mark:
-        client.command(MARK_DIRTY_SQL, parameters={"canonicals": canonicals})
+        leave_days(client, canonicals, version)
     client.insert("order_summary", rows, column_names=[*COLUMNS, "is_deleted"])
     if mark:
-        client.command(MARK_DIRTY_SQL, parameters={"canonicals": canonicals})
+        enter_days(client, canonicals, version)
 
 
 def _direct(client: Client, window: Window, scope: list[str], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,7 +105,8 @@ def _direct(client: Client, window: Window, scope: list[str], params: dict[str, 
     split = window.split or window.since
     filters = "".join(f" AND {term}" for term in scope)
     groups = (
-        f"SELECT toUInt8({ORDER_TIME_SQL} >= {{split:DateTime64(6, 'UTC')}}) AS current, {DAY_SQL} AS day, "
+        f"SELECT toUInt8({ORDER_TIME_SQL} >= {{split:DateTime64(6, 'UTC')}}) AS current, "
+        f"toDate({ORDER_TIME_SQL}) AS day, "
         f"channel, store_id, {_AGGREGATES} FROM order_summary FINAL WHERE is_deleted = 0{filters} "
         f"AND {ORDER_TIME_SQL} >= {{since:DateTime64(6, 'UTC')}} "
         f"AND {ORDER_TIME_SQL} < {{until:DateTime64(6, 'UTC')}} GROUP BY current, day, channel, store_id"
@@ -182,7 +185,7 @@ def _check_every_window(client: Client) -> None:
 
 def test_rollup_figures_equal_a_direct_read_before_and_after_orders_change(client: Client) -> None:
     rng = random.Random(1127)
-    orders = [[*_summary(rng, f"O-{n:04d}", 1), 0] for n in range(900)]
+    orders = [[*_summary(rng, f"O-{n:04d}", 10), 0] for n in range(900)]
     _write(client, orders, mark=False)  # a store from before the rollup existed
     lines: list[str] = []
     keep_kpi_rollup(client, lines.append)  # its first start with it: every day computed
@@ -191,9 +194,9 @@ def test_rollup_figures_equal_a_direct_read_before_and_after_orders_change(clien
 
     # Later batches: orders placed on another day (a late acceptance), orders moving on, and
     # orders absorbed into another one (a tombstone, placed at the time of the merge).
-    changed = [[*_summary(rng, f"O-{n:04d}", 2), 0] for n in range(0, 900, 7)]
+    changed = [[*_summary(rng, f"O-{n:04d}", 20), 0] for n in range(0, 900, 7)]
     absorbed = [
-        [f"O-{n:04d}", "", "", "", NOW, NOW, 2, 0, None, None, *([None] * 2 * len(MILESTONES)), 1]
+        [f"O-{n:04d}", "", "", "", NOW, NOW, 20, 0, None, None, *([None] * 2 * len(MILESTONES)), 1]
         for n in range(3, 900, 11)
     ]
     _write(client, changed + absorbed)
@@ -204,13 +207,10 @@ def test_rollup_figures_equal_a_direct_read_before_and_after_orders_change(clien
 def test_a_write_without_its_dirty_marks_would_be_missed(client: Client) -> None:
     """The negative control: the comparison notices a day the rollup was not told about."""
     rng = random.Random(2026)
-    _write(client, [[*_summary(rng, f"P-{n:04d}", 3), 0] for n in range(60)], mark=False)
+    _write(client, [[*_summary(rng, f"P-{n:04d}", 30), 0] for n in range(60)], mark=False)
     _, window, scope, params = _windows()[0]
     assert _rolled(client, window, scope, params) != _direct(client, window, scope, params)
-    client.command(
-        "INSERT INTO kpi_dirty SELECT DISTINCT day, toUnixTimestamp64Micro(now64(6)) FROM "
-        f"(SELECT {DAY_SQL} AS day FROM order_summary WHERE canonical LIKE 'P-%')"
-    )
+    enter_days(client, [f"P-{n:04d}" for n in range(60)], 30)
     _check_every_window(client)
 
 
