@@ -320,7 +320,7 @@ def run(size: str) -> list[Figure]:
             "s",
             "≤ 1",
             "the same, first read after one order of the window was written: the read recomputes "
-            "that day of the rollup (a pass over every order summary)",
+            "that day of the rollup from the order summaries copied by day",
         ),
     ]
     if stalled["total"] != expected_stalled:

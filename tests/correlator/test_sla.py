@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from correlator.model import CHANNELS, FULFILLMENTS, MILESTONES, TimelineEntry
+from correlator.model import CHANNELS, FULFILLMENTS, MILESTONES, OrderVerdict, TimelineEntry
 from correlator.sla import (
     DEFAULT_SLA,
     SlaError,
@@ -240,6 +240,18 @@ def _entries(order: dict[str, Any]) -> list[TimelineEntry]:
     return entries
 
 
+def verdict(order: dict[str, Any], rules: tuple[SlaRule, ...]) -> OrderVerdict:
+    """The Python verdict of one generated order at NOW."""
+    return order_verdict(
+        _entries(order),
+        rules,
+        NOW_US,
+        channel=order["channel"],
+        fulfillment=order["fulfillment"],
+        store_id=order["store_id"],
+    )
+
+
 CHILD = """
 import json, sys
 import chdb
@@ -287,15 +299,7 @@ def test_sql_stalls_match_the_python_verdict(rules: tuple[SlaRule, ...]) -> None
     assert len(result) == len(orders)
     stalled = 0
     for row, order in zip(result, orders, strict=True):
-        verdict = order_verdict(
-            _entries(order),
-            rules,
-            NOW_US,
-            channel=order["channel"],
-            fulfillment=order["fulfillment"],
-            store_id=order["store_id"],
-        )
-        expected = verdict.stalled
+        expected = verdict(order, rules).stalled
         got = (row["stalled"], row["stalled_after"], row["stalled_expected"], row["due_us"])
         want = (1, expected.after, expected.expected, expected.due_us) if expected else (0, None, None, None)
         assert got == want, (order, expected)

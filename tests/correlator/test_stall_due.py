@@ -20,11 +20,10 @@ from correlator.model import MILESTONES
 from correlator.orders import OrderFilter, OrderReader
 from correlator.sla import DEFAULT_SLA, SlaRule, stall_due_sql
 from correlator.summary import STALL_DUE_COLUMN, keep_stall_due
-from correlator.verdicts import order_verdict
 from milepost.config import StorageConfig
 from storage.client import open_client
 from storage.schema import migrate
-from tests.correlator.test_sla import EPOCH, NOW_US, SCOPED_RULES, _entries, _order
+from tests.correlator.test_sla import EPOCH, NOW_US, SCOPED_RULES, _order, verdict
 
 ORDERS = 1200
 CHANGED = "the SLA rules changed: computing when each of 1,200 order summaries is due"
@@ -73,15 +72,7 @@ def _listed(client: Client, rules: tuple[SlaRule, ...]) -> set[str]:
 def _expected(orders: list[dict[str, Any]], rules: tuple[SlaRule, ...]) -> set[str]:
     stalled = set()
     for index, order in enumerate(orders):
-        verdict = order_verdict(
-            _entries(order),
-            rules,
-            NOW_US,
-            channel=order["channel"],
-            fulfillment=order["fulfillment"],
-            store_id=order["store_id"],
-        )
-        if verdict.stalled is not None:
+        if verdict(order, rules).stalled is not None:
             stalled.add(f"O-{index:05d}")
     assert 50 < len(stalled) < len(orders) - 50  # both outcomes are exercised
     return stalled
