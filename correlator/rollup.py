@@ -5,11 +5,12 @@ order summaries of that day, so a KPI window over millions of orders merges thou
   ``due < now``, and now moves), and a quantile state per duration. Several versions of a day
   may be stored; ``kpi_refreshed`` names the one to read.
 - ``order_days``: a copy of the order summaries sorted by the day the order was placed, so one
-  day is read without a pass over every order. The sink keeps it (``leave_days`` before it
-  rewrites summaries: each order's row on its old day is deleted, and that day marked dirty;
-  ``enter_days`` after: the new rows, their days marked dirty), so an order moving to another
-  day (its acceptance arrived late, or it was absorbed into another order) dirties both.
-- ``kpi_dirty``: the days marked, with when.
+  day is read without a pass over every order. The sink keeps it: ``leave_days`` before it
+  rewrites summaries (each order's row on its old day is deleted), ``enter_days`` after (the
+  new rows on their days).
+- ``kpi_dirty``: every day a row of ``order_days`` lands on, with when (a materialized view), so
+  an order moving to another day (its acceptance arrived late, or it was absorbed into another
+  order) dirties both.
 - Reads first recompute the dirty days (``DailyRollup.refresh``), so figures are never stale;
   days only partly inside a window are aggregated from ``order_days`` in the same query.
 
@@ -142,11 +143,10 @@ _DIRTY = """
 CREATE TABLE IF NOT EXISTS kpi_dirty (day Date, marked_at UInt64)
 ENGINE = ReplacingMergeTree(marked_at) ORDER BY day
 """
-_MARK = (
-    f"INSERT INTO kpi_dirty SELECT DISTINCT {DAY_SQL}, toUnixTimestamp64Micro(now64(6)) FROM order_summary"
-)
-# The days of these orders' stored summaries, dirty from now.
-_MARK_ORDERS = _MARK + " WHERE canonical IN {canonicals:Array(String)}"
+_MARK = """
+CREATE MATERIALIZED VIEW kpi_dirty_marks TO kpi_dirty
+AS SELECT DISTINCT day, toUnixTimestamp64Micro(now64(6)) AS marked_at FROM order_days
+"""
 _DIRTY_DAYS = (
     "SELECT d.day FROM (SELECT day, max(marked_at) AS marked FROM kpi_dirty GROUP BY day) AS d "
     "LEFT JOIN {latest} AS r ON d.day = r.day WHERE d.marked > r.version ORDER BY d.day"
@@ -160,21 +160,17 @@ _LATEST = "(SELECT day, max(version) AS version FROM kpi_refreshed GROUP BY day)
 
 def leave_days(client: Client, canonicals: Sequence[str], version: int) -> None:
     """Before the sink rewrites these orders' summaries at ``version``: their rows in order_days
-    are deleted (one version earlier, so a row landing on the same day wins) and days dirtied."""
-    parameters = {"canonicals": list(canonicals), "version": version}
-    client.command(_MARK_ORDERS, parameters=parameters)
-    client.command(_LEAVE, parameters=parameters)
+    are deleted (one version earlier, so a row landing on the same day wins)."""
+    client.command(_LEAVE, parameters={"canonicals": list(canonicals), "version": version})
 
 
 def enter_days(client: Client, canonicals: Sequence[str], version: int) -> None:
-    """After the sink wrote these orders' summaries at ``version``: copied to their days, dirtied."""
-    parameters = {"canonicals": list(canonicals), "version": version}
-    client.command(_ENTER, parameters=parameters)
-    client.command(_MARK_ORDERS, parameters=parameters)
+    """After the sink wrote these orders' summaries at ``version``: copied to their days."""
+    client.command(_ENTER, parameters={"canonicals": list(canonicals), "version": version})
 
 
 def _fingerprint(client: Client) -> str:
-    definition = _ORDER_DAYS + _DAILY + _REFRESHED + str(stall_due_comment(client))
+    definition = _ORDER_DAYS + _MARK + _DAILY + _REFRESHED + str(stall_due_comment(client))
     return "kpi rollup " + hashlib.sha256(definition.encode()).hexdigest()[:16]
 
 
@@ -195,17 +191,17 @@ def keep_kpi_rollup(client: Client, progress: Callable[[str], None] = lambda _li
     fingerprint = _fingerprint(client)
     if _table_comment(client, "kpi_daily") == fingerprint:
         return
-    for table in ("kpi_daily", "kpi_refreshed", "order_days"):
+    for table in ("kpi_daily", "kpi_refreshed", "kpi_dirty_marks", "order_days"):
         client.command(f"DROP TABLE IF EXISTS {table}")
     client.command(_ORDER_DAYS)
+    client.command(_MARK)
     client.command(_REFRESHED)
     client.command(_DAILY.replace("{comment}", "kpi rollup: building"))
     started = time.monotonic()
     orders = int(client.query("SELECT count() FROM order_summary FINAL").result_rows[0][0])
     if orders:
         progress(f"KPI rollup: copying {orders:,} order summaries by day")
-    client.command(_COPY + " FINAL")
-    client.command(_MARK)  # every day with orders
+    client.command(_COPY + " FINAL")  # every day with orders lands in kpi_dirty
     days = DailyRollup(client).refresh(progress)
     if days:
         progress(f"KPI rollup built for {days:,} days in {time.monotonic() - started:.1f}s")
