@@ -6,7 +6,6 @@ daily rollup (``correlator.rollup``) and, for days only partly in the window, di
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,6 @@ from clickhouse_connect.driver.client import Client
 from correlator.catalog import PromotionReader
 from correlator.propagation import percentile
 from correlator.rollup import DURATIONS, DailyRollup, Window
-from correlator.sla import SlaRule
 
 
 def _dt(us: int) -> datetime:
@@ -34,9 +32,9 @@ _DETAIL = ("orders", "open", "stalled", "failed_postings", "order_to_ready_q", "
 
 
 class KpiReader:
-    def __init__(self, client: Client, rules: Sequence[SlaRule], promotions: PromotionReader) -> None:
+    def __init__(self, client: Client, promotions: PromotionReader) -> None:
+        """``client`` reads order_summary, whose stall dues follow the node's SLA rules."""
         self.client = client
-        self.rules = tuple(rules)  # order_summary keeps each order's stall due under these rules
         self.promotions = promotions
         self.rollup = DailyRollup(client)
 

@@ -68,12 +68,14 @@ def keep_stall_due(
     )
     orders = int(client.query("SELECT count() FROM order_summary").result_rows[0][0])
     if orders:
-        why = "the SLA rules changed" if found not in (None, _PENDING) else "new SLA column"
+        why = {None: "new SLA column", _PENDING: "resuming an interrupted recompute"}.get(
+            found, "the SLA rules changed"
+        )
         progress(f"{why}: computing when each of {orders:,} order summaries is due")
         started = time.monotonic()
         client.command(
             f"ALTER TABLE order_summary MATERIALIZE COLUMN {STALL_DUE_COLUMN}",
             settings={"mutations_sync": 1},
         )
-        progress(f"order summaries due times computed in {time.monotonic() - started:.1f}s")
+        progress(f"due times of the order summaries computed in {time.monotonic() - started:.1f}s")
     client.command(f"ALTER TABLE order_summary COMMENT COLUMN {STALL_DUE_COLUMN} '{fingerprint}'")

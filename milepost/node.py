@@ -163,7 +163,7 @@ class Node:
             OrderReader(self.query_client, self.sla),
             SkuReader(self.query_client),
             promotions,
-            KpiReader(self.query_client, self.sla, promotions),
+            KpiReader(self.query_client, promotions),
             self.auth,
         )
 

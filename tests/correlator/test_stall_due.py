@@ -100,7 +100,7 @@ def test_other_rules_at_a_start_recompute_every_stored_due_once(
     assert _expected(orders, SCOPED_RULES) != _expected(orders, DEFAULT_SLA)
     lines: list[str] = []
     keep_stall_due(client, SCOPED_RULES, lines.append)
-    assert lines[0] == CHANGED and lines[1].startswith("order summaries due times computed in")
+    assert lines[0] == CHANGED and lines[1].startswith("due times of the order summaries computed in")
     assert _stale_rows(client, SCOPED_RULES) == 0
     assert _listed(client, SCOPED_RULES) == _expected(orders, SCOPED_RULES)
     again: list[str] = []
@@ -122,7 +122,9 @@ def test_a_start_interrupted_while_recomputing_recomputes_at_the_next(
     assert _stale_rows(client, SCOPED_RULES) > 0
     lines: list[str] = []
     keep_stall_due(client, SCOPED_RULES, lines.append)
-    assert lines and "computing when each of 1,200 order summaries is due" in lines[0]
+    assert (
+        lines[0] == "resuming an interrupted recompute: computing when each of 1,200 order summaries is due"
+    )
     assert _stale_rows(client, SCOPED_RULES) == 0
     assert _listed(client, SCOPED_RULES) == _expected(orders, SCOPED_RULES)
 
