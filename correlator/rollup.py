@@ -125,8 +125,11 @@ _LEAVE = (
     f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}} - 1, 1 FROM order_summary FINAL "
     "WHERE canonical IN {canonicals:Array(String)}"
 )
+# Each order's latest summary, at the batch's version: it outranks the row leave_days deleted, even
+# for an order whose summary this batch left as it was.
 _ENTER = (
-    _COPY + " WHERE canonical IN {canonicals:Array(String)} AND version = {version:UInt64} AND is_deleted = 0"
+    f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}}, 0 FROM order_summary FINAL "
+    "WHERE canonical IN {canonicals:Array(String)}"
 )
 MERGED_COLUMNS = tuple(column for column, _ in _MERGED)
 _GROUPS = f"SELECT day, channel, store_id, {_AGGREGATES} FROM order_days FINAL"
