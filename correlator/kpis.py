@@ -50,6 +50,7 @@ class KpiReader:
         """The figures of orders placed in [since, until), against the equally long window before."""
         scope, parameters = _scope(channel, store_id, stores)
         both = Window(_dt(since_us - (until_us - since_us)), _dt(until_us), split=_dt(since_us))
+        self.rollup.refresh()  # the days writes touched since the last read, before either merge
         headline = self.rollup.merged(both, now_us, scope, parameters, [_HEADLINE])[_HEADLINE]
         periods = {bool(row["current"]): _figures(row) for row in headline}
         window = Window(_dt(since_us), _dt(until_us))

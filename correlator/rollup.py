@@ -11,7 +11,8 @@ order summaries of that day, so a KPI window over millions of orders merges thou
 - ``kpi_dirty``: every day a row of ``order_days`` lands on, with when (a materialized view), so
   an order moving to another day (its acceptance arrived late, or it was absorbed into another
   order) dirties both.
-- Reads first recompute the dirty days (``DailyRollup.refresh``), so figures are never stale;
+- Reads first recompute the dirty days (``DailyRollup.refresh``, once per request), so figures
+  are never stale;
   days only partly inside a window are aggregated from ``order_days`` in the same query.
 
 The tables are a cache the correlator owns: when their definition or the SLA rules change, they
@@ -102,6 +103,8 @@ _MERGED: tuple[tuple[str, str], ...] = (
     ),
 )
 
+MERGED_COLUMNS = tuple(column for column, _ in _MERGED)
+
 # The summary columns the figures read, copied to order_days.
 _COPIED = ", ".join(
     [
@@ -131,7 +134,6 @@ _ENTER = (
     f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}}, 0 FROM order_summary FINAL "
     "WHERE canonical IN {canonicals:Array(String)}"
 )
-MERGED_COLUMNS = tuple(column for column, _ in _MERGED)
 _GROUPS = f"SELECT day, channel, store_id, {_AGGREGATES} FROM order_days FINAL"
 _DAILY = f"""
 CREATE TABLE kpi_daily ENGINE = ReplacingMergeTree(version) ORDER BY ({", ".join(KEYS)})
@@ -257,8 +259,7 @@ class DailyRollup:
         ``current``: 1 for orders placed at or after the window's split (all without a split), else 0.
 
         Every figure is merged once per grouping set, and a duration's quantiles are the costly
-        merge: ask each set only for what it shows."""
-        self.refresh()
+        merge: ask each set only for what it shows. Call ``refresh`` first (once per request)."""
         split = window.split or window.since
         full_from = window.since.date() + timedelta(days=0 if _midnight(window.since) else 1)
         params = {

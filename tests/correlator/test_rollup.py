@@ -145,7 +145,9 @@ def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _rolled(client: Client, window: Window, scope: list[str], params: dict[str, Any]) -> list[dict[str, Any]]:
-    found = DailyRollup(client).merged(window, _us(NOW), scope, params, GROUPING)
+    rollup = DailyRollup(client)
+    rollup.refresh()
+    found = rollup.merged(window, _us(NOW), scope, params, GROUPING)
     return _comparable([row for rows in found.values() for row in rows])
 
 
