@@ -29,6 +29,7 @@ from collector.otlp import decode_logs, decode_traces
 from collector.privacy import DEFAULT_FIELDS, PersonalData
 from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, first_of_each
 from collector.writer import to_ipc
+from storage.client import return_freed_memory
 from storage.tables import QUARANTINE_SCHEMA
 
 
@@ -76,6 +77,7 @@ _worker: _Worker | None = None
 
 def init_worker(settings: DecodeSettings) -> None:
     global _worker
+    return_freed_memory()
     _worker = _Worker(settings)
 
 

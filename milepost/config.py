@@ -87,7 +87,7 @@ class WalConfig:
 
 @dataclass(frozen=True)
 class WriterConfig:
-    batch_rows: int = 50_000
+    batch_rows: int = 25_000
     flush_interval: float = 0.5
 
 
@@ -245,7 +245,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             segment_bytes=_int(wal, "wal", "segment_bytes", 64 * 1024 * 1024, 64 * 1024),
         ),
         writer=WriterConfig(
-            batch_rows=_int(writer, "writer", "batch_rows", 50_000, 1),
+            batch_rows=_int(writer, "writer", "batch_rows", 25_000, 1),
             flush_interval=parse_duration("writer.flush_interval", writer.get("flush_interval", 0.5)),
         ),
         tokens=_tokens(_section(raw, "auth").get("tokens", [])),

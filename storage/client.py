@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,34 @@ def prepare_temp_dir(data_dir: Path) -> Path:
     return tmp
 
 
+# chDB's jemalloc reads this when the engine loads: freed pages go back after a second, not ten.
+# (At 0 ms, reads that allocate and free a lot got 1.5-4x slower: bench-correlator.)
+JEMALLOC_CONF = "JE_MALLOC_CONF"
+PROMPT_RETURN = "dirty_decay_ms:1000,muzzy_decay_ms:0"
+# glibc ``mallopt`` parameters: at most two arenas; blocks from 128 KiB up mapped on their own
+# (a fixed threshold, so it does not creep up to 32 MiB) and the heap's free top returned from 128 KiB.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_GLIBC_SETTINGS = ((_M_ARENA_MAX, 2), (_M_MMAP_THRESHOLD, 128 * 1024), (_M_TRIM_THRESHOLD, 128 * 1024))
+
+
+def return_freed_memory() -> None:
+    """Make this process give freed memory back to the system instead of keeping it for later.
+
+    By default chDB's allocator keeps freed pages for 10 s, Arrow's (mimalloc) keeps its segments
+    and glibc keeps Arrow's large buffers in per-thread heaps: under sustained ingest the node held
+    ~350 MiB that way (bench/README.md, node RSS). Call before the embedded engine loads; an
+    operator's own ``JE_MALLOC_CONF`` is kept. Safe to call more than once.
+    """
+    os.environ.setdefault(JEMALLOC_CONF, PROMPT_RETURN)
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:  # not glibc: its defaults stay
+        return
+    for parameter, value in _GLIBC_SETTINGS:
+        mallopt(ctypes.c_int(parameter), ctypes.c_int(value))
+
+
 def open_client(url: str, data_dir: Path) -> Client:
     """A clickhouse-connect client for ``url`` with timezone-aware timestamps.
 
@@ -56,6 +86,7 @@ def open_client(url: str, data_dir: Path) -> Client:
         path = embedded_path(url, data_dir)
         path.mkdir(parents=True, exist_ok=True)
         prepare_temp_dir(data_dir)
+        return_freed_memory()
         return clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}", tz_mode="aware")
     parts = urlsplit(url)
     database = parts.path.strip("/") or "default"

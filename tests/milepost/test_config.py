@@ -65,7 +65,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.server.max_inflight_requests == 256
     assert config.server.decode_workers == 0
     assert (config.wal.max_bytes, config.wal.segment_bytes) == (1024**3, 64 * 1024**2)
-    assert (config.writer.batch_rows, config.writer.flush_interval) == (50_000, 0.5)
+    assert (config.writer.batch_rows, config.writer.flush_interval) == (25_000, 0.5)
     assert config.tokens == ()
     assert config.privacy.hash_fields == ()
     assert config.contracts == ()
