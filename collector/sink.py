@@ -36,6 +36,11 @@ class RowSink(Protocol):
 
     def write_quarantine(self, table: pa.Table, token: str) -> None: ...
 
+    def settle(self, token: str) -> None:
+        """Finish the batch ``token`` once all its rows are written (each kind's write got
+        ``token:<kind>``): a sink that derives from rows does it here, once for the whole batch."""
+        ...
+
     def ping(self) -> bool: ...
 
 
@@ -93,6 +98,9 @@ class ClickHouseSink:
 
     def write_quarantine(self, table: pa.Table, token: str) -> None:
         self._insert("quarantine", table, token)
+
+    def settle(self, token: str) -> None:
+        pass  # raw rows are complete once inserted
 
     def ping(self) -> bool:
         try:

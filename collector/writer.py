@@ -28,6 +28,8 @@ KIND_NAMES = {SPANS: "spans", EVENTS: "events", QUARANTINE: "quarantine"}
 # before that request's rows; the writer hands them to the sink with the rows.
 SPANS_DERIVED, EVENTS_DERIVED = 4, 5
 DERIVED_KIND = {SPANS: SPANS_DERIVED, EVENTS: EVENTS_DERIVED}
+# The ``table`` label of the insert metrics for ``RowSink.settle``: everything a batch derives.
+SETTLED = "derived"
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -195,6 +197,13 @@ class StorageWriter:
             self.metrics.insert_latency.observe(time.perf_counter() - started, name)
             self.metrics.rows_per_insert.observe(table.num_rows, name)
             self.metrics.stored.inc(table.num_rows, name)
+        started = time.perf_counter()
+        try:
+            self.sink.settle(token)
+        except StorageUnavailable:
+            self.metrics.insert_errors.inc(1, SETTLED)
+            raise
+        self.metrics.insert_latency.observe(time.perf_counter() - started, SETTLED)
 
 
 def _row_count(payload: bytes) -> int:

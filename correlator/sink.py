@@ -77,6 +77,7 @@ class CorrelatingSink:
         self.inner = inner
         self.client = client
         self.mapper = mapper
+        self._pending: dict[str, Derived] = {}  # per write token, until the batch settles
         self.keys = KeyTable(client, "batch_keys")
         self.identity = Identity(client, self.keys)
         client.command("DROP TABLE IF EXISTS batch_owner")
@@ -92,26 +93,35 @@ class CorrelatingSink:
     def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         duplicates = self.inner.write_spans(table, token)
         if derived is not None and not duplicates:
-            self._store(merge(unpack(payload) for payload in derived), token)
-            return duplicates
-        # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
-        self._store(tables(map_spans(self.mapper, first_of_each(table, SPAN_IDENTITY))), token)
+            self._pending[token] = merge(unpack(payload) for payload in derived)
+        else:
+            # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
+            self._pending[token] = tables(map_spans(self.mapper, first_of_each(table, SPAN_IDENTITY)))
         return duplicates
 
     def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
         duplicates = self.inner.write_events(table, token)
         if derived is not None and not duplicates:
             # No repeat, in this batch or stored before: the workers mapped exactly these events.
-            self._store(merge(unpack(payload) for payload in derived), token)
+            self._pending[token] = merge(unpack(payload) for payload in derived)
             return duplicates
         # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
         unique = first_of_each(table, EVENT_IDENTITY)
-        if unique.num_rows:
-            rows = unique.to_pylist()
-            if duplicates > table.num_rows - unique.num_rows:  # some were stored by an earlier batch
-                rows = self._as_stored(unique, rows)
-            self._store(tables(self.mapper.map_events(rows)), token)
+        rows = unique.to_pylist()
+        if rows and duplicates > table.num_rows - unique.num_rows:  # some were stored by an earlier batch
+            rows = self._as_stored(unique, rows)
+        self._pending[token] = tables(self.mapper.map_events(rows))
         return duplicates
+
+    def settle(self, token: str) -> None:
+        """Store what the batch's spans and events derive and re-resolve the orders they touch, once:
+        a batch of both costs one correlation, not two."""
+        pending, self._pending = self._pending, {}
+        self.inner.settle(token)
+        # Keyed by each write's token: a batch retried after a failure replaces what it had put here.
+        self._store(
+            merge(d for kind_token, d in pending.items() if kind_token.startswith(f"{token}:")), token
+        )
 
     def _as_stored(self, table: pa.Table, rows: list[dict[str, object]]) -> list[dict[str, object]]:
         """``rows`` as the events table holds them: ``(source, id)`` is the idempotency key, so a

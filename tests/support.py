@@ -225,5 +225,8 @@ class DerivedRecorder:
     def write_quarantine(self, table: pa.Table, token: str) -> None:
         self.inner.write_quarantine(table, token)
 
+    def settle(self, token: str) -> None:
+        self.inner.settle(token)
+
     def ping(self) -> bool:
         return self.inner.ping()

@@ -138,6 +138,10 @@ class OutageSink:
         self._check()
         self.inner.write_quarantine(table, token)
 
+    def settle(self, token: str) -> None:
+        self._check()
+        self.inner.settle(token)
+
     def ping(self) -> bool:
         return not self.down.is_set() and self.inner.ping()
 
