@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as EventType
@@ -48,6 +48,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from bench.freshness import POLL_S, FreshnessProbe
 from bench.report import BENCH_DIR, Figure, record, show
 
 SPANS_PER_REQUEST = 512
@@ -630,6 +631,8 @@ class RunOutcome:
     verified: bool = False
     detail: str = ""
     storage: dict[str, float] = field(default_factory=dict)
+    freshness_ms: list[float] = field(default_factory=list)  # event sent to visible, sorted
+    freshness_lost: list[str] = field(default_factory=list)
 
     @property
     def stored_rate(self) -> float:
@@ -666,8 +669,12 @@ def measured_run(
     rate: float | None = None,
     storage: bool = False,
     profile: bool = False,
+    freshness: bool = False,
 ) -> RunOutcome:
-    """Start a fresh node, load it, stop it, and check the store against what was acknowledged."""
+    """Start a fresh node, load it, stop it, and check the store against what was acknowledged.
+
+    With ``freshness``, a probe times single order events to their timeline during the load.
+    """
     # Imported here, not at the top: it loads the whole node (chDB included), and every sender
     # process re-imports this module.
     from tests.support import NodeProcess
@@ -679,7 +686,9 @@ def measured_run(
         try:
             with NodeWatch(node.process.pid) as watch, _profiler(node.process.pid, profile):
                 meter = _CpuMeter(watch)
-                load = generate_load(node.url, signal, run, seconds, rate, at_start=meter.start)
+                probe = FreshnessProbe(node.url, label=str(run))
+                with probe if freshness else nullcontext():
+                    load = generate_load(node.url, signal, run, seconds, rate, at_start=meter.start)
                 cpu = meter.stop(load.generator_cpu)
                 backlog = _wal_bytes(node.url)
                 drain = _wait_for_empty_wal(node.url, timeout=900)
@@ -697,6 +706,8 @@ def measured_run(
             hwm_mib=watch.hwm_kib / 1024,
             wal_backlog_mib=backlog / 2**20,
             drain_seconds=drain,
+            freshness_ms=sorted(probe.samples_ms),
+            freshness_lost=probe.lost,
         )
         _verify(outcome, data_dir, signal)
         if storage and outcome.verified:
@@ -993,7 +1004,7 @@ def otlp_figures(size: Size, ceiling: dict[str, float], emit: Emit) -> list[RunO
 def latency_figures(size: Size, max_rate: float, emit: Emit) -> RunOutcome:
     half = max_rate / 2
     print(f"latency run at half the measured rate: {half:,.0f} spans/s", flush=True)
-    paced = measured_run(OTLP, 50, size.latency_seconds, rate=half)
+    paced = measured_run(OTLP, 50, size.latency_seconds, rate=half, freshness=True)
     latencies = paced.load.latencies_ms
     note = _failures([paced]) or (
         f"{len(latencies)} requests at {paced.load.rate:,.0f} spans/s, timed from each request's"
@@ -1003,7 +1014,27 @@ def latency_figures(size: Size, max_rate: float, emit: Emit) -> RunOutcome:
     p99 = _percentile(latencies, 0.99) if paced.verified else None
     emit(Figure("ingest.otlp.ack_p50_ms", p50, "ms", "report", note))
     emit(Figure("ingest.otlp.ack_p99_ms", p99, "ms", "≤ 50 ms", note))
+    _freshness_figures(paced, emit)
     return paced
+
+
+def _freshness_figures(paced: RunOutcome, emit: Emit) -> None:
+    samples, lost = paced.freshness_ms, paced.freshness_lost
+    fine = paced.verified and bool(samples) and not lost
+    note = (
+        f"{len(samples)} orders, one retail.order.accepted CloudEvent each, sent one at a time during the"
+        f" half-rate OTLP run; from the send until GET /api/v1/orders/{{id}} shows the milestone"
+        f" (asked every {POLL_S * 1000:.0f} ms); {paced.summary()}"
+    )
+    if lost:
+        shown = "; ".join(lost[:3])
+        note = f"FAILED: {len(lost)} of {len(samples) + len(lost)} probe orders lost: {shown}; {note}"
+    elif not fine:
+        note = _failures([paced]) or f"FAILED: no probe order was timed; {note}"
+    p50 = _percentile(samples, 0.50) if fine else None
+    p95 = _percentile(samples, 0.95) if fine else None
+    emit(Figure("ingest.freshness.event_to_visible_p50_ms", p50, "ms", "report", note))
+    emit(Figure("ingest.freshness.event_to_visible_p95_ms", p95, "ms", "≤ 1,000 ms", note))
 
 
 def event_figures(size: Size, ceiling: dict[str, float], emit: Emit) -> list[RunOutcome]:
