@@ -18,7 +18,7 @@ import pyarrow as pa
 from collector.metrics import IngestMetrics
 from collector.sink import RowSink
 from collector.wal import Position, Record, WriteAheadLog
-from storage.client import StorageUnavailable
+from storage.client import StorageUnavailable, release_free_heap
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class StorageWriter:
             self.available = True
             self.last_error = ""
             self.wal.checkpoint(records[-1].end)
+            release_free_heap()  # the batch's buffers, before the next one is read
             return True
 
     def _write(self, records: list[Record], token: str) -> None:

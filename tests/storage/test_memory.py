@@ -15,13 +15,14 @@ from storage.client import JEMALLOC_CONF, PROMPT_RETURN
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Allocates and frees 256 MiB of Arrow buffers (as the writer's batches come and go), three times,
-# and reports the process's anonymous resident memory before, at the peak and after.
+# Allocates and frees 256 MiB of Arrow buffers (as the writer's batches come and go) three times,
+# handing free heap pages back after each as the writer does; reports the process's anonymous
+# resident memory before, at the peak and after.
 _CHURN = """
 import ctypes, json, sys, tempfile
 from pathlib import Path
 import pyarrow as pa
-from storage.client import open_client
+from storage.client import open_client, release_free_heap
 
 def anon_mib():
     for line in open("/proc/self/status"):
@@ -37,6 +38,7 @@ for _ in range(3):
         ctypes.memset(buffer.address, 1, buffer.size)
     peak = anon_mib()
     del buffers
+    release_free_heap()  # as the writer does after each batch
 print(json.dumps({"before": before, "peak": peak, "after": anon_mib(),
                   "pool": pa.default_memory_pool().backend_name,
                   "jemalloc": __import__("os").environ.get(sys.argv[1])}))
@@ -70,3 +72,37 @@ def test_a_process_with_the_embedded_store_returns_freed_arrow_buffers_and_tunes
 def test_an_operators_own_engine_allocator_settings_are_kept() -> None:
     seen = _run({**os.environ, JEMALLOC_CONF: "dirty_decay_ms:5000"})
     assert seen["jemalloc"] == "dirty_decay_ms:5000"
+
+
+# Frees 250 MiB of 64 KiB C-heap blocks (below glibc's mmap threshold) but the last one, which pins
+# the heap's top so glibc cannot give the rest back on its own; then asks for it back.
+_HEAP = """
+import ctypes, json
+from storage.client import release_free_heap
+
+def anon_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon"):
+            return int(line.split()[1]) // 1024
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+before = anon_mib()
+blocks = [libc.malloc(64 * 1024) for _ in range(4000)]
+for block in blocks:
+    ctypes.memset(block, 1, 64 * 1024)
+for block in blocks[:-1]:
+    libc.free(block)
+kept = anon_mib()
+release_free_heap()
+print(json.dumps({"before": before, "kept": kept, "after": anon_mib()}))
+"""
+
+
+def test_the_writer_can_hand_the_c_heaps_free_pages_back() -> None:
+    out = subprocess.run([sys.executable, "-c", _HEAP], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout)
+    assert seen["kept"] - seen["before"] >= 200, seen  # freed, yet still resident
+    assert seen["after"] - seen["before"] <= 32, seen
