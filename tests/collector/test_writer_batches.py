@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from collector.metrics import IngestMetrics
 from collector.otlp import decode_traces
 from collector.privacy import PersonalData
-from collector.sink import RowSink
-from collector.writer import SPANS, SPANS_DERIVED, to_ipc
+from collector.sink import ClickHouseSink, RowSink
+from collector.wal import WriteAheadLog
+from collector.writer import SPANS, SPANS_DERIVED, StorageWriter, to_ipc
 from correlator.derived import Derivation
-from tests.support import DerivedRecorder, in_process_node
+from milepost.config import StorageConfig
+from storage.client import open_client
+from storage.schema import migrate
+from tests.support import DerivedRecorder, in_process_node, wait_until
 
 
 def _spans_request(order_id: str, name: str = "pos.sale") -> bytes:
@@ -100,3 +107,39 @@ def test_derived_rows_are_used_only_when_every_request_of_the_batch_brought_them
             order = httpx.get(f"{live.url}/api/v1/orders/{order_id}").json()
             assert [e["name"] for e in order["events"]] == ["pos.sale"], order_id
     assert recorders[0].batches == [("spans", 2, 2), ("spans", 2, None)]
+
+
+def test_batches_start_at_most_once_per_flush_interval_and_never_wait_an_extra_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first rows after a quiet spell are written at once; rows that arrive soon after a batch
+    started wait until the interval since that start has passed, then go together."""
+    now = [1_000.0]
+    # open_client points TMPDIR at the store's folder; give the rest of the session its own back.
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    client = open_client("", tmp_path / "store")
+    migrate(client, StorageConfig())
+    sink = DerivedRecorder(ClickHouseSink(client))
+    wal = WriteAheadLog(tmp_path / "wal", 1 << 20, 64 << 20)
+    writer = StorageWriter(
+        wal, sink, IngestMetrics(), batch_rows=1_000, flush_interval=10.0, clock=lambda: now[0]
+    )
+    writer.start()
+    try:
+        now[0] += 60  # quiet for a minute
+        wal.append(
+            [(SPANS, to_ipc(decode_traces(_spans_request("W-1"), "protobuf", PersonalData(), 0).table))]
+        )
+        wait_until(lambda: len(sink.batches) == 1, 10, "the first rows after a quiet spell to be written")
+        for order_id in ("W-2", "W-3"):
+            table = decode_traces(_spans_request(order_id), "protobuf", PersonalData(), 0).table
+            wal.append([(SPANS, to_ipc(table))]).result()
+        time.sleep(0.5)  # real time passes; on the writer's clock the interval has not
+        assert sink.batches == [("spans", 1, None)]
+        now[0] += 10
+        wait_until(lambda: len(sink.batches) == 2, 10, "the rows to be written once the interval passed")
+        assert sink.batches == [("spans", 1, None), ("spans", 2, None)]
+    finally:
+        writer.stop()
+        client.close()
