@@ -1,9 +1,9 @@
 """The storage writer: moves acknowledged rows from the write-ahead log into ClickHouse.
 
 One thread reads the log from its checkpoint, gathers records into batches of
-``batch_rows`` rows, starting one at most every ``flush_interval`` seconds, writes them,
-then moves the checkpoint. While storage is down it retries the same batch with backoff; the log
-keeps taking acknowledged data up to its cap meanwhile.
+``batch_rows`` rows or until ``flush_interval`` seconds after the previous batch was
+written, writes them, then moves the checkpoint. While storage is down it retries the
+same batch with backoff; the log keeps taking acknowledged data up to its cap meanwhile.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class StorageWriter:
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
         self.clock = clock
-        self._batch_started = clock()  # when the last batch was cut from the log
+        self._written_at = clock()  # when the last batch was in storage
         # Rows of large events cost far more memory than spans; bytes bound the batch too.
         self.batch_bytes = batch_bytes
         self.available = True
@@ -109,17 +109,17 @@ class StorageWriter:
             self.wal.begin(records[0].start, records[-1].end)
             if not self._write_until_done(records):
                 return
+            self._written_at = self.clock()
             position = records[-1].end
 
     def _gather(self, position: Position) -> list[Record]:
         """Records from ``position`` until ``batch_rows`` rows, or until ``flush_interval`` has
-        passed since the previous batch was cut.
+        passed since the previous batch was written.
 
-        Batches start at most once per interval, so a trickle still shares its fixed costs; but
-        rows that arrived while a long write ran, or the first rows after a quiet spell, wait no
-        further interval of their own.
+        Under load rows are waiting when a write ends and the batch fills for a whole interval,
+        so its fixed costs are shared; the first rows after a quiet spell go at once.
         """
-        deadline = self._batch_started + self.flush_interval
+        deadline = self._written_at + self.flush_interval
         records: list[Record] = []
         rows = size = 0
         while rows < self.batch_rows and size < self.batch_bytes:
@@ -136,8 +136,6 @@ class StorageWriter:
             if rows >= self.batch_rows or size >= self.batch_bytes or remaining <= 0 or self._stop.is_set():
                 break
             self.wal.wait_for_data(position, min(remaining, 0.05))
-        if records:
-            self._batch_started = self.clock()
         return records
 
     def _write_until_done(self, records: list[Record]) -> bool:

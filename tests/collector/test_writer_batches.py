@@ -109,11 +109,11 @@ def test_derived_rows_are_used_only_when_every_request_of_the_batch_brought_them
     assert recorders[0].batches == [("spans", 2, 2), ("spans", 2, None)]
 
 
-def test_batches_start_at_most_once_per_flush_interval_and_never_wait_an_extra_one(
+def test_a_partial_batch_waits_one_flush_interval_after_the_previous_write_and_no_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first rows after a quiet spell are written at once; rows that arrive soon after a batch
-    started wait until the interval since that start has passed, then go together."""
+    """The first rows after a quiet spell are written at once; rows that arrive soon after a write
+    wait until the interval since that write has passed, then go together."""
     now = [1_000.0]
     # open_client points TMPDIR at the store's folder; give the rest of the session its own back.
     monkeypatch.delenv("TMPDIR", raising=False)
