@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, RowSink, first_of_each
@@ -78,6 +79,7 @@ class CorrelatingSink:
         self.client = client
         self.mapper = mapper
         self._pending: dict[str, Derived] = {}  # per write token, until the batch settles
+        self._seen_stores: set[str] = set()
         self.keys = KeyTable(client, "batch_keys")
         self.identity = Identity(client, self.keys)
         client.command("DROP TABLE IF EXISTS batch_owner")
@@ -149,10 +151,14 @@ class CorrelatingSink:
         try:
             for name in TABLES:
                 table = derived.get(name)
+                if name == "stores" and table is not None:
+                    table = self._unseen_stores(table)
                 if table is not None and table.num_rows:
                     self.client.insert_arrow(
                         name, table, settings={"insert_deduplication_token": f"{token}:{name}"}
                     )
+            if "stores" in derived:
+                self._seen_stores.update(derived["stores"].column("store_id").to_pylist())
             touched = touched_keys(derived)
             if touched:
                 self.refresh(touched)
@@ -160,6 +166,13 @@ class CorrelatingSink:
             raise
         except Exception as exc:
             raise StorageUnavailable(f"ClickHouse refused a correlator write: {exc}") from exc
+
+    def _unseen_stores(self, stores: pa.Table) -> pa.Table:
+        """The stores this node has not stored since it started, one row each: nearly every batch
+        names stores seen before, and only their ids are ever read."""
+        known = pa.array(sorted(self._seen_stores), pa.string())
+        fresh = stores.filter(pc.invert(pc.is_in(stores.column("store_id"), value_set=known)))
+        return first_of_each(fresh, ["store_id"])
 
     def refresh(self, keys: set[str]) -> list[Group]:
         """Re-resolve the groups of ``keys`` and rewrite their owners and summaries."""

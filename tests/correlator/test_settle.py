@@ -111,3 +111,22 @@ def test_a_batch_retried_after_a_failed_settle_derives_each_row_once(tmp_path: P
     assert [m["milestone"] for m in order["milestones"]] == ["accepted", "reserved"]
     assert rows == 2  # the failed attempts' derived rows were replaced, not added to
     assert sink.failures == 0
+
+
+def test_a_store_is_stored_once_per_node_run_however_many_batches_name_it(tmp_path: Path) -> None:
+    with in_process_node(tmp_path / "data", {"writer": {"flush_interval": "50ms"}}) as live:
+        live.node.query_client.command("SYSTEM STOP MERGES stores")  # a repeated row would stay visible
+        for number, store in enumerate(["042", "042", "042", "117"]):
+            event = _accepted(f"W-{number}")
+            event["data"]["store_id"] = store
+            answer = httpx.post(
+                f"{live.url}/v1/events",
+                json=[event],
+                headers={"content-type": "application/cloudevents-batch+json"},
+            )
+            assert answer.status_code == 200, answer.text
+            live.flush()  # each order in a batch of its own
+        rows = live.node.query_client.query(
+            "SELECT store_id, count() FROM stores GROUP BY store_id"
+        ).result_rows
+    assert sorted(rows) == [("042", 1), ("117", 1)]
