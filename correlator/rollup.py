@@ -123,17 +123,22 @@ _ORDER_DAYS = f"""
 CREATE TABLE order_days ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (day, canonical)
 EMPTY AS SELECT {DAY_SQL} AS day, {_COPIED}, version, is_deleted FROM order_summary
 """
-_COPY = f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, version, is_deleted FROM order_summary"
-_LEAVE = (
-    f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}} - 1, 1 FROM order_summary FINAL "
-    "WHERE canonical IN {canonicals:Array(String)}"
-)
+
+
+def _copy(version: str, is_deleted: str) -> str:
+    """SQL copying order summaries (FINAL) to order_days with these ``version`` and ``is_deleted``."""
+    return (
+        f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {version}, {is_deleted} "
+        "FROM order_summary FINAL"
+    )
+
+
+_COPY = _copy("version", "is_deleted")
+_OF_ORDERS = " WHERE canonical IN {canonicals:Array(String)}"
+_LEAVE = _copy("{version:UInt64} - 1", "1") + _OF_ORDERS
 # Each order's latest summary, at the batch's version: it outranks the row leave_days deleted, even
 # for an order whose summary this batch left as it was.
-_ENTER = (
-    f"INSERT INTO order_days SELECT {DAY_SQL}, {_COPIED}, {{version:UInt64}}, 0 FROM order_summary FINAL "
-    "WHERE canonical IN {canonicals:Array(String)}"
-)
+_ENTER = _copy("{version:UInt64}", "0") + _OF_ORDERS
 _GROUPS = f"SELECT day, channel, store_id, {_AGGREGATES} FROM order_days FINAL"
 _DAILY = f"""
 CREATE TABLE kpi_daily ENGINE = ReplacingMergeTree(version) ORDER BY ({", ".join(KEYS)})
@@ -206,7 +211,7 @@ def keep_kpi_rollup(client: Client, progress: Callable[[str], None] = lambda _li
     orders = int(client.query("SELECT count() FROM order_summary FINAL").result_rows[0][0])
     if orders:
         progress(f"KPI rollup: copying {orders:,} order summaries by day")
-    client.command(_COPY + " FINAL")  # every day with orders lands in kpi_dirty
+    client.command(_COPY)  # every day with orders lands in kpi_dirty
     days = DailyRollup(client).refresh(progress)
     if days:
         progress(f"KPI rollup built for {days:,} days in {time.monotonic() - started:.1f}s")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from storage.client import JEMALLOC_CONF, PROMPT_RETURN
 
@@ -45,9 +46,10 @@ print(json.dumps({"before": before, "peak": peak, "after": anon_mib(),
 """
 
 
-def _run(env: dict[str, str]) -> dict[str, object]:
+def _run(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What ``script`` printed as JSON on its last line, run in a fresh Python process."""
     out = subprocess.run(
-        [sys.executable, "-c", _CHURN, JEMALLOC_CONF],
+        [sys.executable, "-c", script, JEMALLOC_CONF],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -55,13 +57,13 @@ def _run(env: dict[str, str]) -> dict[str, object]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     return result
 
 
 def test_a_process_with_the_embedded_store_returns_freed_arrow_buffers_and_tunes_the_engine() -> None:
     env = {k: v for k, v in os.environ.items() if k != JEMALLOC_CONF}
-    seen = _run(env)
+    seen = _run(_CHURN, env)
     assert seen["pool"] == "system"
     assert seen["jemalloc"] == PROMPT_RETURN
     before, peak, after = (int(str(seen[k])) for k in ("before", "peak", "after"))
@@ -70,7 +72,7 @@ def test_a_process_with_the_embedded_store_returns_freed_arrow_buffers_and_tunes
 
 
 def test_an_operators_own_engine_allocator_settings_are_kept() -> None:
-    seen = _run({**os.environ, JEMALLOC_CONF: "dirty_decay_ms:5000"})
+    seen = _run(_CHURN, {**os.environ, JEMALLOC_CONF: "dirty_decay_ms:5000"})
     assert seen["jemalloc"] == "dirty_decay_ms:5000"
 
 
@@ -101,8 +103,6 @@ print(json.dumps({"before": before, "kept": kept, "after": anon_mib()}))
 
 
 def test_the_writer_can_hand_the_c_heaps_free_pages_back() -> None:
-    out = subprocess.run([sys.executable, "-c", _HEAP], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    seen = json.loads(out.stdout)
+    seen = _run(_HEAP)
     assert seen["kept"] - seen["before"] >= 200, seen  # freed, yet still resident
     assert seen["after"] - seen["before"] <= 32, seen
