@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import pyarrow as pa
@@ -60,10 +62,28 @@ def _key(table: pa.Table, first: str, second: str) -> pa.Array:
 
 
 class ClickHouseSink:
-    """The real sink. Owns the SQL of every write the collector makes."""
+    """The real sink. Owns the SQL of every write the collector makes.
 
-    def __init__(self, client: Client) -> None:
+    Given ``insert_client``, a second client on the same store, the raw inserts run on a thread
+    of their own with it: the writer goes on with the batch (the events' repeat check, the rows
+    the correlator derives) while the spans go in, and ``settle`` waits for them, so a batch still
+    counts as written only once its raw rows are stored. ``timed`` hears how long each raw insert
+    took, and into which table.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        insert_client: Client | None = None,
+        timed: Callable[[float, str], None] = lambda seconds, table: None,
+    ) -> None:
         self.client = client
+        self.insert_client = insert_client or client
+        self.timed = timed
+        self._beside = None
+        if insert_client is not None:
+            self._beside = ThreadPoolExecutor(1, "raw-inserts")
+        self._inserting: list[Future[None]] = []
         self._lock = threading.Lock()
         self.client.command("DROP TABLE IF EXISTS events_incoming")
         # A Memory table holds each incoming batch so the repeat check is a primary-key
@@ -100,7 +120,15 @@ class ClickHouseSink:
         self._insert("quarantine", table, token)
 
     def settle(self, token: str) -> None:
-        pass  # raw rows are complete once inserted
+        """Wait for the batch's raw inserts; raise the first that failed."""
+        inserting, self._inserting = self._inserting, []
+        failures = [exc for exc in (insert.exception() for insert in inserting) if exc is not None]
+        if failures:
+            raise failures[0]
+
+    def close(self) -> None:
+        if self._beside is not None:
+            self._beside.shutdown(wait=True)
 
     def ping(self) -> bool:
         try:
@@ -109,7 +137,17 @@ class ClickHouseSink:
             return False
 
     def _insert(self, name: str, table: pa.Table, token: str) -> None:
+        if self._beside is None:
+            self._insert_now(name, table, token)
+        else:
+            self._inserting.append(self._beside.submit(self._insert_now, name, table, token))
+
+    def _insert_now(self, name: str, table: pa.Table, token: str) -> None:
+        started = time.perf_counter()
         try:
-            self.client.insert_arrow(name, table, settings={"insert_deduplication_token": f"{token}:{name}"})
+            self.insert_client.insert_arrow(
+                name, table, settings={"insert_deduplication_token": f"{token}:{name}"}
+            )
         except Exception as exc:
-            raise StorageUnavailable(f"ClickHouse refused an insert into {name}: {exc}") from exc
+            raise StorageUnavailable(f"ClickHouse refused an insert into {name}: {exc}", name) from exc
+        self.timed(time.perf_counter() - started, name)

@@ -28,7 +28,8 @@ KIND_NAMES = {SPANS: "spans", EVENTS: "events", QUARANTINE: "quarantine"}
 # before that request's rows; the writer hands them to the sink with the rows.
 SPANS_DERIVED, EVENTS_DERIVED = 4, 5
 DERIVED_KIND = {SPANS: SPANS_DERIVED, EVENTS: EVENTS_DERIVED}
-# The ``table`` label of the insert metrics for ``RowSink.settle``: everything a batch derives.
+# The ``table`` label of the insert metrics for ``RowSink.settle``: storing everything a batch
+# derives, with the raw inserts that run beside it (the sink times those itself, by table).
 SETTLED = "derived"
 
 
@@ -181,37 +182,38 @@ class StorageWriter:
                 elif found is not None:
                     found.append(previous.payload)
             previous = record
+        written: list[tuple[str, int, int]] = []  # table, rows, repeats: counted once stored
         for kind, tables in sorted(by_kind.items()):
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             name = KIND_NAMES[kind]
             # One token per kind: spans and events of one batch both derive timeline rows, and
             # a shared token would make ClickHouse drop the second insert as a repeat.
             kind_token = f"{token}:{name}"
-            started = time.perf_counter()
+            repeats = 0
             try:
                 if kind == SPANS:
-                    self.metrics.duplicates.inc(
-                        self.sink.write_spans(table, kind_token, derived[kind]), "spans"
-                    )
+                    repeats = self.sink.write_spans(table, kind_token, derived[kind])
                 elif kind == EVENTS:
-                    self.metrics.duplicates.inc(
-                        self.sink.write_events(table, kind_token, derived[kind]), "events"
-                    )
+                    repeats = self.sink.write_events(table, kind_token, derived[kind])
                 else:
                     self.sink.write_quarantine(table, kind_token)
-            except StorageUnavailable:
-                self.metrics.insert_errors.inc(1, name)
+            except StorageUnavailable as exc:
+                self.metrics.insert_errors.inc(1, exc.table or name)
                 raise
-            self.metrics.insert_latency.observe(time.perf_counter() - started, name)
-            self.metrics.rows_per_insert.observe(table.num_rows, name)
-            self.metrics.stored.inc(table.num_rows, name)
+            written.append((name, table.num_rows, repeats))
         started = time.perf_counter()
         try:
             self.sink.settle(token)
-        except StorageUnavailable:
-            self.metrics.insert_errors.inc(1, SETTLED)
+        except StorageUnavailable as exc:
+            # A raw insert that ran beside the batch's correlation fails here, and names its table.
+            self.metrics.insert_errors.inc(1, exc.table or SETTLED)
             raise
         self.metrics.insert_latency.observe(time.perf_counter() - started, SETTLED)
+        for name, rows, repeats in written:
+            self.metrics.rows_per_insert.observe(rows, name)
+            self.metrics.stored.inc(rows, name)
+            if name != KIND_NAMES[QUARANTINE]:
+                self.metrics.duplicates.inc(repeats, name)
 
 
 def _row_count(payload: bytes) -> int:

@@ -119,11 +119,14 @@ class CorrelatingSink:
         """Store what the batch's spans and events derive and re-resolve the orders they touch, once:
         a batch of both costs one correlation, not two."""
         pending, self._pending = self._pending, {}
-        self.inner.settle(token)
-        # Keyed by each write's token: a batch retried after a failure replaces what it had put here.
-        self._store(
-            merge(d for kind_token, d in pending.items() if kind_token.startswith(f"{token}:")), token
-        )
+        try:
+            # Keyed by each write's token: a batch retried after a failure replaces what it had put here.
+            self._store(
+                merge(d for kind_token, d in pending.items() if kind_token.startswith(f"{token}:")), token
+            )
+        finally:
+            # The raw rows may still be going in beside: the batch is written, or retried, after them.
+            self.inner.settle(token)
 
     def _as_stored(self, table: pa.Table, rows: list[dict[str, object]]) -> list[dict[str, object]]:
         """``rows`` as the events table holds them: ``(source, id)`` is the idempotency key, so a

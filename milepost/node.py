@@ -45,7 +45,7 @@ from correlator.summary import keep_stall_due
 from correlator.traces import TraceReader
 from milepost.auth import Authenticator
 from milepost.config import Config, mask_url
-from storage.client import is_embedded, open_client
+from storage.client import is_embedded, open_client, with_background_priority
 from storage.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,11 @@ class Node:
         url = self.config.storage.url
         where = f"embedded ClickHouse in {self.data_dir}" if is_embedded(url) else mask_url(url)
         self.progress(f"opening storage: {where}")
-        writer_client = open_client(url, self.data_dir)
+        writer_client = with_background_priority(open_client(url, self.data_dir), url)
+        # A second writing client: a batch's raw rows go in beside the rows derived from them.
+        insert_client = with_background_priority(open_client(url, self.data_dir), url)
         self.query_client = open_client(url, self.data_dir)
-        self._clients = [writer_client, self.query_client]
+        self._clients = [writer_client, insert_client, self.query_client]
         migrate(writer_client, self.config.storage, self.progress)
         keep_stall_due(writer_client, self.sla, self.progress)
         keep_kpi_rollup(writer_client, self.progress)
@@ -102,9 +104,8 @@ class Node:
         backlog = self.wal.depth_bytes()
         if backlog:
             self.progress(f"replaying {backlog} bytes of acknowledged data from the write-ahead log")
-        self.sink = self.wrap_sink(
-            CorrelatingSink(ClickHouseSink(writer_client), writer_client, Mapper(self.mapping))
-        )
+        self.raw_sink = ClickHouseSink(writer_client, insert_client, self.metrics.insert_latency.observe)
+        self.sink = self.wrap_sink(CorrelatingSink(self.raw_sink, writer_client, Mapper(self.mapping)))
         self.writer = StorageWriter(
             self.wal,
             self.sink,
@@ -199,6 +200,7 @@ class Node:
         self.unwritten_bytes = self.wal.depth_bytes()
         self.wal.close()
         self.decoder.close()
+        self.raw_sink.close()
         for client in self._clients:
             client.close()
         self._clients = []

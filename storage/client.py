@@ -18,7 +18,14 @@ log = logging.getLogger(__name__)
 
 
 class StorageUnavailable(Exception):
-    """The store did not answer or refused a write; the caller keeps the data and retries."""
+    """The store did not answer or refused a write; the caller keeps the data and retries.
+
+    ``table`` names the table whose write failed, when the failure surfaces away from that write
+    (an insert that ran beside the rest of its batch fails the batch when it settles)."""
+
+    def __init__(self, message: str, table: str = "") -> None:
+        super().__init__(message)
+        self.table = table
 
 
 def is_embedded(url: str) -> bool:
@@ -84,6 +91,20 @@ def release_free_heap() -> None:
     """Hand the free pages of the C heap back to the system (glibc ``malloc_trim``; under 1 ms)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(ctypes.c_size_t(0))
+
+
+# Linux nice value of the embedded engine's threads while they run the node's writes: acknowledging
+# requests (HTTP, decoding, the log's fsync) comes first, and the write-ahead log holds what waits.
+# ClickHouse applies it only with CAP_SYS_NICE (root, or the capability granted); else it is a no-op.
+BACKGROUND_NICE = 10
+
+
+def with_background_priority(client: Client, url: str) -> Client:
+    """``client``, whose queries the embedded engine runs at ``BACKGROUND_NICE``; a server's clients
+    are left to the server's own settings."""
+    if is_embedded(url):
+        client.set_client_setting("os_threads_nice_value_query", BACKGROUND_NICE)
+    return client
 
 
 def open_client(url: str, data_dir: Path) -> Client:
