@@ -6,9 +6,12 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -109,18 +112,42 @@ def test_derived_rows_are_used_only_when_every_request_of_the_batch_brought_them
     assert recorders[0].batches == [("spans", 2, 2), ("spans", 2, None)]
 
 
-def test_a_partial_batch_waits_one_flush_interval_after_the_previous_write_and_no_more(
+class SlowWrites(DerivedRecorder):
+    """Records batches; while ``slow`` is set a write takes 15 s on the writer's clock, and
+    ``during`` runs in the middle of it (rows arriving while the write is under way)."""
+
+    def __init__(self, inner: RowSink, now: list[float]) -> None:
+        super().__init__(inner)
+        self.now = now
+        self.slow = False
+        self.during: Callable[[], object] = lambda: None
+
+    def write_spans(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
+        if self.slow:
+            self.slow = False
+            self.during()
+            self.now[0] += 15
+        return super().write_spans(table, token, derived)
+
+
+def _append(wal: WriteAheadLog, order_id: str) -> Future[None]:
+    table = decode_traces(_spans_request(order_id), "protobuf", PersonalData(), 0).table
+    return wal.append([(SPANS, to_ipc(table))])
+
+
+def test_batches_are_cut_at_most_once_per_flush_interval_and_rows_never_wait_an_extra_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first rows after a quiet spell are written at once; rows that arrive soon after a write
-    wait until the interval since that write has passed, then go together."""
+    """The first rows after a quiet spell are written at once; rows that arrive soon after a batch
+    was cut wait until the interval since that cut has passed, then go together; rows that arrive
+    during a write longer than the interval go as soon as it ends."""
     now = [1_000.0]
     # open_client points TMPDIR at the store's folder; give the rest of the session its own back.
     monkeypatch.delenv("TMPDIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
     client = open_client("", tmp_path / "store")
     migrate(client, StorageConfig())
-    sink = DerivedRecorder(ClickHouseSink(client))
+    sink = SlowWrites(ClickHouseSink(client), now)
     wal = WriteAheadLog(tmp_path / "wal", 1 << 20, 64 << 20)
     writer = StorageWriter(
         wal, sink, IngestMetrics(), batch_rows=1_000, flush_interval=10.0, clock=lambda: now[0]
@@ -128,18 +155,18 @@ def test_a_partial_batch_waits_one_flush_interval_after_the_previous_write_and_n
     writer.start()
     try:
         now[0] += 60  # quiet for a minute
-        wal.append(
-            [(SPANS, to_ipc(decode_traces(_spans_request("W-1"), "protobuf", PersonalData(), 0).table))]
-        )
+        _append(wal, "W-1").result()
         wait_until(lambda: len(sink.batches) == 1, 10, "the first rows after a quiet spell to be written")
-        for order_id in ("W-2", "W-3"):
-            table = decode_traces(_spans_request(order_id), "protobuf", PersonalData(), 0).table
-            wal.append([(SPANS, to_ipc(table))]).result()
+        _append(wal, "W-2").result()
+        _append(wal, "W-3").result()
         time.sleep(0.5)  # real time passes; on the writer's clock the interval has not
         assert sink.batches == [("spans", 1, None)]
-        now[0] += 10
-        wait_until(lambda: len(sink.batches) == 2, 10, "the rows to be written once the interval passed")
-        assert sink.batches == [("spans", 1, None), ("spans", 2, None)]
+        sink.slow = True  # the next write takes 15 s, and W-5 arrives meanwhile
+        sink.during = lambda: _append(wal, "W-5")  # not waited for: the writer is busy writing
+        now[0] += 10  # from here the clock stands still but for the long write's 15 s
+        # W-5 is written only if it waits for no further interval after the long write.
+        wait_until(lambda: len(sink.batches) == 3, 10, "the rows that arrived during the long write")
+        assert sink.batches == [("spans", 1, None), ("spans", 2, None), ("spans", 1, None)]
     finally:
         writer.stop()
         client.close()
