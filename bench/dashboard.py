@@ -8,10 +8,10 @@ then opens each page ``repeats`` times, each time in a fresh tab of one browser 
 records, in the page's own clock (``performance.now()``, from navigation start) and through a
 ``MutationObserver`` (so no polling interval is added to the figure):
 
-- **answer shown**: the first element carrying the looked-up data. Order and promotion: the
-  summary sentence (``stAlert`` with text); SKU: the stock-by-location table (``stDataFrame``,
-  the first data element after the sentence); Operations: the stalled-orders table
-  (``stDataFrame``); KPIs: the first headline card (``stMetric``).
+- **answer shown**: the first element carrying the looked-up data. Order, SKU and promotion: the
+  summary sentence (``stAlert`` with text: where the order is and what is late; which locations'
+  systems disagree and by how many units; how far the promotion got); Operations: the
+  stalled-orders table (``stDataFrame``); KPIs: the first headline card (``stMetric``).
 - **chart drawn**: the first Plotly chart's SVG (``stPlotlyChart .main-svg``).
 
 Each load is checked untimed afterwards (the page names the right order, SKU or promotion), so a
@@ -262,11 +262,17 @@ def _pick_promotion(api: httpx.Client) -> str | None:
 
 
 def _pick_sku(api: httpx.Client) -> str | None:
-    """The first SKU of the demo's estate (same seed) that the node knows."""
+    """A SKU of the demo's estate (same seed) whose systems disagree somewhere, as the store manager
+    would look up; else the first one the node knows."""
+    known: list[str] = []
     for sku in build_estate(SEED, STORES, SKUS).skus:
-        if api.get(f"/api/v1/skus/{quote(sku.id, safe='')}").status_code == 200:
+        answer = api.get(f"/api/v1/skus/{quote(sku.id, safe='')}")
+        if answer.status_code != 200:
+            continue
+        if any(location.get("spread") for location in answer.json().get("stock") or []):
             return sku.id
-    return None
+        known.append(sku.id)
+    return known[0] if known else None
 
 
 def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
@@ -306,7 +312,14 @@ def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
             f"found by {order.alias}",  # the canonical id may change as later events link the order
             "summary sentence",
         ),
-        View("sku", f"{dashboard}/?sku={quote(sku)}", TABLE, False, f"Events of {sku}", "stock table"),
+        View(
+            "sku",
+            f"{dashboard}/?sku={quote(sku)}",
+            ALERT,
+            True,
+            f"Events of {sku}",
+            "summary sentence (where the systems disagree, by how much)",
+        ),
         View(
             "promotion",
             f"{dashboard}/?promotion={quote(promo_id)}",
