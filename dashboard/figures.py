@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dashboard import theme
-from dashboard.sentences import detail_fields, duration_text, milestone_word, system_name
+from dashboard.sentences import detail_fields, duration_text, event_time, milestone_word, system_name
 
 LIFECYCLE = (
     "accepted",
@@ -219,7 +219,7 @@ def stock_series(events: Sequence[Mapping[str, Any]], location_id: str) -> dict[
     snapshot are not drawn: there is nothing to move yet).
     """
     series: dict[str, list[tuple[str, int]]] = {}
-    ordered = sorted(events, key=lambda e: str(e.get("time", "")))
+    ordered = sorted(events, key=event_time)
     for event in ordered:
         system = event.get("system")
         if event.get("location_id") != location_id or not system:

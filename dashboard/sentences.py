@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 OK = "ok"  # on track
@@ -65,6 +65,16 @@ class Summary(NamedTuple):
 def parse_time(text: str) -> datetime:
     """An RFC 3339 time of the API (``...Z``) as an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def event_time(item: Mapping[str, Any]) -> datetime:
+    """An API item's ``time`` for ordering (earliest if it has none). Never sort the strings: the
+    API leaves out microseconds when there are none, so ``10:04:00Z`` sorts after ``10:04:00.5Z``."""
+    text = item.get("time")
+    return parse_time(str(text)) if text else _NO_TIME
 
 
 def duration_text(seconds: float) -> str:
@@ -145,7 +155,7 @@ def _error_sentences(order: Mapping[str, Any], first: Mapping[str, datetime]) ->
     sentences: list[str] = []
     seen: set[str] = set()
     linked = [*order.get("milestones", []), *order.get("events", [])]
-    for event in sorted(linked, key=lambda e: str(e.get("time", ""))):
+    for event in sorted(linked, key=event_time):
         if event.get("status") != "error":
             continue
         name = str(event.get("name") or event.get("milestone") or "")

@@ -187,6 +187,18 @@ def test_stock_series_replays_counts_and_later_adjustments_per_system() -> None:
     assert spread["y"] == [9, 10] and spread["name"] == "spread now: 1 units"
 
 
+def test_stock_series_orders_events_by_time_not_by_their_text() -> None:
+    """The API writes whole seconds without a fraction: an adjustment at 11:00:00 came before a
+    count at 11:00:00.4, which already includes it (the API's on_hand is that count, 36)."""
+    web = {"location_id": "001", "system": "web"}
+    events = [
+        {**web, "time": "2026-11-27T10:00:00Z", "kind": "snapshot", "on_hand": 38},
+        {**web, "time": "2026-11-27T11:00:00.400000Z", "kind": "snapshot", "on_hand": 36},
+        {**web, "time": "2026-11-27T11:00:00Z", "kind": "adjustment", "delta": -2},
+    ]
+    assert [value for _, value in figures.stock_series(events, "001")["web"]] == [38, 36, 36]
+
+
 def test_promotion_figures_show_curves_to_now_and_missing_targets_in_red() -> None:
     curves = spec(figures.completeness_curves(PROMOTIONS, NOW))
     assert theme.axis_titles(curves) == {"xaxis": "Time (UTC)", "yaxis": "Targets activated (%)"}
