@@ -1,7 +1,10 @@
 """Event to visible: how long after an order event is sent its milestone shows in the order's timeline.
 
-A probe thread sends one ``retail.order.accepted`` CloudEvent for a new order at a time, then asks
-``GET /api/v1/orders/{id}`` every ``POLL_S`` until the answer holds the ``accepted`` milestone. The
+Each of ``LANES`` probe threads sends one ``retail.order.accepted`` CloudEvent for a new order at a
+time, then asks ``GET /api/v1/orders/{id}`` every ``POLL_S`` until the answer holds the
+``accepted`` milestone. The lanes start apart, so their sends fall at different points of the
+storage writer's batch cycle (one lane alone sends right after its previous order showed, always
+at the same point of it) and a 20 s run gives ~90 samples, not ~30. The
 time from the send to that answer is one sample: acknowledgement, write-ahead log, the storage
 writer's batch, correlation and the order summary, as a store manager searching the order sees it.
 The probe runs beside a load (``bench.ingest``), so the samples are taken while the node is busy.
@@ -19,36 +22,44 @@ from urllib.parse import urlsplit
 
 POLL_S = 0.05  # a sample can read up to this much late (faster polling loads the node itself)
 GIVE_UP_S = 30.0  # an order not visible by then counts as lost
+LANES = 3
 
 
 class FreshnessProbe:
-    """Samples event-to-visible latency against the node at ``url``, one order every ``interval`` s."""
+    """Samples event-to-visible latency against the node at ``url``: each lane sends its next order
+    once its last one showed, and at most one every ``interval`` s."""
 
-    def __init__(self, url: str, label: str, interval: float = 0.25) -> None:
+    def __init__(self, url: str, label: str, interval: float = 0.25, lanes: int = LANES) -> None:
         self.url = url
         self.label = label
         self.interval = interval
-        self.samples_ms: list[float] = []
+        self.samples_ms: list[float] = []  # list.append is atomic: the lanes share these
         self.lost: list[str] = []  # orders acknowledged but never seen, or refused
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="freshness-probe", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(lane, lanes), name=f"probe-{lane}", daemon=True)
+            for lane in range(lanes)
+        ]
 
     def __enter__(self) -> FreshnessProbe:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(GIVE_UP_S + 10)
+        for thread in self._threads:
+            thread.join(GIVE_UP_S + 10)
 
-    def _run(self) -> None:
+    def _run(self, lane: int, lanes: int) -> None:
         parts = urlsplit(self.url)
         connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
         number = 0
+        self._stop.wait(lane * 0.5 / lanes)  # apart across a 0.5 s batch cycle
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                order_id = f"fresh-{self.label}-{number:05d}"
+                order_id = f"fresh-{self.label}-{lane}-{number:05d}"
                 number += 1
                 self._sample(connection, order_id)
                 self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

@@ -48,7 +48,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from bench.freshness import POLL_S, FreshnessProbe
+from bench.freshness import LANES, POLL_S, FreshnessProbe
 from bench.report import BENCH_DIR, Figure, record, show
 
 SPANS_PER_REQUEST = 512
@@ -1022,7 +1022,8 @@ def _freshness_figures(paced: RunOutcome, emit: Emit) -> None:
     samples, lost = paced.freshness_ms, paced.freshness_lost
     fine = paced.verified and bool(samples) and not lost
     note = (
-        f"{len(samples)} orders, one retail.order.accepted CloudEvent each, sent one at a time during the"
+        f"{len(samples)} orders, one retail.order.accepted CloudEvent each, sent one at a time by each of"
+        f" {LANES} probe lanes started apart during the"
         f" half-rate OTLP run; from the send until GET /api/v1/orders/{{id}} shows the milestone"
         f" (asked every {POLL_S * 1000:.0f} ms); {paced.summary()}"
     )
