@@ -2,12 +2,14 @@
 
 Each of ``LANES`` probe threads sends one ``retail.order.accepted`` CloudEvent for a new order at a
 time, then asks ``GET /api/v1/orders/{id}`` every ``POLL_S`` until the answer holds the
-``accepted`` milestone. The lanes start apart, so their sends fall at different points of the
-storage writer's batch cycle (one lane alone sends right after its previous order showed, always
-at the same point of it) and a 20 s run gives ~90 samples, not ~30. The
-time from the send to that answer is one sample: acknowledgement, write-ahead log, the storage
-writer's batch, correlation and the order summary, as a store manager searching the order sees it.
-The probe runs beside a load (``bench.ingest``), so the samples are taken while the node is busy.
+``accepted`` milestone. The time from the send to that answer is one sample: acknowledgement,
+write-ahead log, the storage writer's batch, correlation and the order summary, as a store manager
+searching the order sees it.
+
+The lanes start apart, so their sends fall at different points of the storage writer's batch
+cycle (one lane alone sends right after its previous order showed, always at the same point of
+it), and a 20 s run gives ~90 samples, not ~30. The probe runs beside a load (``bench.ingest``),
+so the samples are taken while the node is busy.
 """
 
 from __future__ import annotations
