@@ -1,10 +1,10 @@
 """What mapping derives from stored rows, as Arrow tables ready to insert, and how they travel.
 
-Mapping is per-row Python, so it runs where the rows are decoded: each decode worker maps its
-request and hands the node a ``Derived`` set packed into one write-ahead-log record next to the
-rows it came from (``Derivation``). The storage writer then only inserts. The same builders serve
-the writer's own mapping, used when a batch cannot take the workers' tables (see
-``correlator.sink``).
+Mapping runs where the rows are decoded: each decode worker maps its request (spans column by
+column with the built-in mapping, events and spans under user rules row by row) and hands the
+node a ``Derived`` set packed into one write-ahead-log record next to the rows it came from
+(``Derivation``). The storage writer then only inserts. The same builders serve the writer's own
+mapping, used when a batch cannot take the workers' tables (see ``correlator.sink``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from collector.writer import from_ipc, to_ipc
 from correlator.mapping import Mapper, parse_mapping
 from correlator.model import Mapped, SkuEntry
-from storage.tables import BUSINESS_KEYS
+from correlator.span_columns import span_entries
 
 # The tables mapping writes, in insert order.
 TABLES = ("timeline", "order_links", "sku_events", "promotions", "stores")
@@ -87,20 +87,6 @@ SCHEMAS: dict[str, pa.Schema] = {
     "stores": pa.schema([("store_id", pa.string()), ("first_seen", _TS)]),
 }
 
-# Span columns the built-in span mapping reads, and the keys that make a span worth mapping.
-_SPAN_KEYS = ("order_id", "sku", "alias_value", "promotion_id")
-_BUILTIN_SPAN_COLUMNS = [
-    "timestamp",
-    "trace_id",
-    "span_id",
-    "span_name",
-    "service_name",
-    "status_code",
-    "status_message",
-    *BUSINESS_KEYS,
-]
-
-
 # Entry attributes named otherwise than their column (times are kept in microseconds).
 _ATTRIBUTE = {"time": "time_us", "effective": "effective_us"}
 
@@ -140,9 +126,32 @@ def tables(mapped: Mapped, now_us: int | None = None) -> Derived:
     if mapped.promotions:
         out["promotions"] = _table("promotions", mapped.promotions)
     if mapped.stores:
-        stores = sorted(mapped.stores)
-        first_seen = time.time_ns() // 1000 if now_us is None else now_us
-        out["stores"] = _table("stores", stores, store_id=stores, first_seen=[first_seen] * len(stores))
+        out["stores"] = _stores_table(mapped.stores, now_us)
+    return out
+
+
+def _stores_table(stores: Iterable[str], now_us: int | None) -> pa.Table:
+    ordered = sorted(stores)
+    first_seen = time.time_ns() // 1000 if now_us is None else now_us
+    return _table("stores", ordered, store_id=ordered, first_seen=[first_seen] * len(ordered))
+
+
+def span_tables(mapper: Mapper, table: pa.Table, now_us: int | None = None) -> Derived:
+    """What a spans table (``storage.tables.SPAN_SCHEMA``) derives, tables with no rows left out.
+
+    With the built-in mapping alone this works column by column (``correlator.span_columns``);
+    user span rules may read any attribute of any span, so with them it goes row by row.
+    """
+    if mapper.rules.spans:
+        return tables(mapper.map_spans(table.to_pylist()), now_us)
+    timeline, links, stores = span_entries(table)
+    out: Derived = {}
+    if timeline.num_rows:
+        out["timeline"] = timeline.cast(SCHEMAS["timeline"])
+    if links.num_rows:
+        out["order_links"] = links.cast(SCHEMAS["order_links"])
+    if stores:
+        out["stores"] = _stores_table(stores, now_us)
     return out
 
 
@@ -206,17 +215,6 @@ def unpack(payload: bytes) -> Derived:
     return out
 
 
-def map_spans(mapper: Mapper, table: pa.Table) -> Mapped:
-    """Map a spans table (``storage.tables.SPAN_SCHEMA``), converting to Python only what is read."""
-    if not mapper.rules.spans:  # user span rules may match any span; built-ins need a key
-        keyed = pc.or_(*[pc.not_equal(table.column(k), "") for k in _SPAN_KEYS[:2]])
-        for key in _SPAN_KEYS[2:]:
-            keyed = pc.or_(keyed, pc.not_equal(table.column(key), ""))
-        # Converting the attribute maps to Python would cost more than the mapping itself.
-        table = table.filter(keyed).select(_BUILTIN_SPAN_COLUMNS)
-    return mapper.map_spans(table.to_pylist()) if table.num_rows else Mapped([], [], [], [], set())
-
-
 class Derivation:
     """The decode workers' mapping step (``collector.decoding.Deriver``).
 
@@ -235,7 +233,7 @@ class Derivation:
         self.__init__(mapping)  # type: ignore[misc]
 
     def spans(self, table: pa.Table) -> bytes:
-        return pack(tables(map_spans(self.mapper, table)))
+        return pack(span_tables(self.mapper, table))
 
     def events(self, table: pa.Table) -> bytes:
         return pack(tables(self.mapper.map_events(table.to_pylist())))

@@ -79,7 +79,7 @@ DETAIL_FIELDS = frozenset(
 )
 _DETAIL_BY_TYPE = {"retail.order.alias": DETAIL_FIELDS | {"value"}}
 # One encoder for every row: json.dumps with options builds a new encoder per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+encode_detail = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 # What a user rule's explicit ``sku`` becomes on the SKU timeline, by the rule's milestone.
 _SKU_KIND_OF_MILESTONE = {"accepted": "sale", "reserved": "reservation", "returned": "return"}
 _VALID_MILESTONES = frozenset(MILESTONES)
@@ -442,7 +442,7 @@ def _span_detail(row: Mapping[str, Any], status: str) -> str:
     shown = {name: row[name] for name in _SPAN_DETAIL if row.get(name)}
     if status == "error" and row.get("status_message"):
         shown["error"] = row["status_message"]
-    return _ENCODE(shown) if shown else ""
+    return encode_detail(shown) if shown else ""
 
 
 # --------------------------------------------------------------------- helpers
@@ -468,7 +468,7 @@ def _detail(data: Mapping[str, Any], fields: frozenset[str]) -> str:
         for name, value in data.items()
         if name in fields and value is not None and not isinstance(value, (dict, list))
     }
-    return _ENCODE(shown) if shown else ""
+    return encode_detail(shown) if shown else ""
 
 
 def _texts(value: Any) -> tuple[str, ...]:

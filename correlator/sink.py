@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, RowSink, first_of_each
-from correlator.derived import TABLES, Derived, map_spans, merge, tables, touched_keys, unpack
+from correlator.derived import TABLES, Derived, merge, span_tables, tables, touched_keys, unpack
 from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
 from correlator.model import MILESTONES
@@ -98,7 +98,7 @@ class CorrelatingSink:
             self._pending[token] = merge(unpack(payload) for payload in derived)
         else:
             # A repeat inside the batch is mapped once: mapped twice, its SKU lines would count twice.
-            self._pending[token] = tables(map_spans(self.mapper, first_of_each(table, SPAN_IDENTITY)))
+            self._pending[token] = span_tables(self.mapper, first_of_each(table, SPAN_IDENTITY))
         return duplicates
 
     def write_events(self, table: pa.Table, token: str, derived: Sequence[bytes] | None = None) -> int:
