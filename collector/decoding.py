@@ -2,16 +2,22 @@
 
 A job turns one request body into Arrow IPC bytes ready for the write-ahead log, plus
 its rejections (also as IPC, for the quarantine table) and, when the node gives the workers a
-``Deriver``, the rows derived from it (the correlator's mapping, which is per-row Python and
-so belongs where every core can run it). Workers build their privacy filter and contract
-registry once, at start.
+``Deriver``, the rows derived from it (the correlator's mapping, which is Python work and so
+belongs where every core can run it). Workers build their privacy filter and contract registry
+once, at start.
+
+A worker never talks to ClickHouse and never needs pandas, and its imports keep it that way
+(``storage.memory``, ``storage.tables``): each worker is a whole Python process, so what it
+loads counts once per worker in the node's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,10 +33,8 @@ from collector.contracts import ContractRegistry
 from collector.model import Rejection
 from collector.otlp import decode_logs, decode_traces
 from collector.privacy import DEFAULT_FIELDS, PersonalData
-from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, first_of_each
-from collector.writer import to_ipc
-from storage.client import return_freed_memory
-from storage.tables import QUARANTINE_SCHEMA
+from storage.memory import return_freed_memory
+from storage.tables import EVENT_IDENTITY, QUARANTINE_SCHEMA, SPAN_IDENTITY, first_of_each, to_ipc
 
 
 class Deriver(Protocol):
@@ -79,6 +83,23 @@ def init_worker(settings: DecodeSettings) -> None:
     global _worker
     return_freed_memory()
     _worker = _Worker(settings)
+
+
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """Refuses to load pandas: pyarrow imports it (when installed) the first time it builds an
+    array from Python objects, only to check whether they are pandas objects. A decode worker has
+    none, and pandas would add ~33 MiB to each worker's memory."""
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname == "pandas" or fullname.startswith("pandas."):
+            raise ImportError("a decode worker does not load pandas (collector.decoding)")
+
+
+def init_worker_process(settings: DecodeSettings) -> None:
+    """``init_worker`` in a worker process of its own, which loads no pandas from here on."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutPandas())
+    init_worker(settings)
 
 
 def _state() -> _Worker:
@@ -170,7 +191,7 @@ class DecoderPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
+                initializer=init_worker_process,
                 initargs=(settings,),
             )
         else:

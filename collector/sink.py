@@ -13,11 +13,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from storage.client import StorageUnavailable
-from storage.tables import EVENT_SCHEMA
-
-# What makes a span or an event the same one when it arrives again.
-SPAN_IDENTITY = ["trace_id", "span_id"]
-EVENT_IDENTITY = ["source", "id"]
+from storage.tables import EVENT_IDENTITY, EVENT_SCHEMA, SPAN_IDENTITY, first_of_each
 
 
 class RowSink(Protocol):
@@ -44,17 +40,6 @@ class RowSink(Protocol):
         ...
 
     def ping(self) -> bool: ...
-
-
-def first_of_each(table: pa.Table, keys: list[str]) -> pa.Table:
-    """The first row of each distinct key, in the original order."""
-    if table.num_rows < 2:
-        return table
-    numbered = table.select(keys).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    firsts = numbered.group_by(keys, use_threads=False).aggregate([("__row", "min")]).column("__row_min")
-    if len(firsts) == table.num_rows:
-        return table
-    return table.take(pc.take(firsts, pc.array_sort_indices(firsts)))
 
 
 def _key(table: pa.Table, first: str, second: str) -> pa.Array:

@@ -18,7 +18,9 @@ import pyarrow as pa
 from collector.metrics import IngestMetrics
 from collector.sink import RowSink
 from collector.wal import Position, Record, WriteAheadLog
-from storage.client import StorageUnavailable, release_free_heap
+from storage.client import StorageUnavailable
+from storage.memory import release_free_heap
+from storage.tables import from_ipc
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +33,6 @@ DERIVED_KIND = {SPANS: SPANS_DERIVED, EVENTS: EVENTS_DERIVED}
 # The ``table`` label of the insert metrics for ``RowSink.settle``: storing everything a batch
 # derives, with the raw inserts that run beside it (the sink times those itself, by table).
 SETTLED = "derived"
-
-
-def to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as stream:
-        stream.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def from_ipc(payload: bytes) -> pa.Table:
-    return pa.ipc.open_stream(payload).read_all()
 
 
 class StorageWriter:

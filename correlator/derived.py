@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.writer import from_ipc, to_ipc
 from correlator.mapping import Mapper, parse_mapping
 from correlator.model import Mapped, SkuEntry
-from correlator.span_columns import span_entries
+from correlator.span_columns import MAPPED_COLUMNS, span_entries
+from storage.tables import from_ipc, to_ipc
 
 # The tables mapping writes, in insert order.
 TABLES = ("timeline", "order_links", "sku_events", "promotions", "stores")
@@ -143,7 +143,7 @@ def span_tables(mapper: Mapper, table: pa.Table, now_us: int | None = None) -> D
     user span rules may read any attribute of any span, so with them it goes row by row.
     """
     if mapper.rules.spans:
-        return tables(mapper.map_spans(table.to_pylist()), now_us)
+        return tables(mapper.map_spans(_rule_rows(table)), now_us)
     timeline, links, stores = span_entries(table)
     out: Derived = {}
     if timeline.num_rows:
@@ -213,6 +213,15 @@ def unpack(payload: bytes) -> Derived:
         out[name] = from_ipc(bytes(view[offset : offset + size]))
         offset += size
     return out
+
+
+def _rule_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows user span rules read, times in µs: a ``datetime`` each, not a pandas ``Timestamp``
+    (decode workers load no pandas; see ``collector.decoding``)."""
+    read = table.select(["timestamp", *MAPPED_COLUMNS, "span_attributes", "resource_attributes"])
+    times = pc.cast(read.column("timestamp"), _TS, safe=False)
+    rows: list[dict[str, Any]] = read.set_column(0, "timestamp", times).to_pylist()
+    return rows
 
 
 class Derivation:

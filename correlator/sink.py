@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
-from collector.sink import EVENT_IDENTITY, SPAN_IDENTITY, RowSink, first_of_each
+from collector.sink import RowSink
 from correlator.derived import TABLES, Derived, merge, span_tables, tables, touched_keys, unpack
 from correlator.identity import Group, Identity, KeyTable
 from correlator.mapping import Mapper
 from correlator.model import MILESTONES
 from correlator.rollup import enter_days, leave_days
 from storage.client import StorageUnavailable
-from storage.tables import EVENT_SCHEMA
+from storage.tables import EVENT_IDENTITY, EVENT_SCHEMA, SPAN_IDENTITY, first_of_each
 
 
 def _first(column: str, expression: str) -> str:

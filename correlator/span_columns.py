@@ -25,10 +25,19 @@ from storage.tables import BUSINESS_KEYS
 DETAIL_FIELDS = ("error", "location_id", "promotion_id", "sku")
 # A character JSON must escape; a value holding one has its detail written by ``json``.
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
-# The span columns read (besides ``timestamp``), and the keys that make a span worth mapping.
-_READ = ("trace_id", "span_id", "span_name", "service_name", "status_code", "status_message", *BUSINESS_KEYS)
+# The span columns the built-in mapping reads (besides ``timestamp``), and the keys that make a
+# span worth mapping.
+MAPPED_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "span_name",
+    "service_name",
+    "status_code",
+    "status_message",
+    *BUSINESS_KEYS,
+)
 _KEYS = ("order_id", "sku", "alias_value", "promotion_id")
-_MILESTONES = pa.array(sorted(MILESTONES), pa.string())
+_MILESTONES = sorted(MILESTONES)
 _TS_US = pa.timestamp("us", tz="UTC")
 
 
@@ -46,10 +55,10 @@ def span_entries(table: pa.Table) -> tuple[pa.Table, pa.Table, list[str]]:
     ``table`` holds at least the columns of ``storage.tables.SPAN_SCHEMA`` the mapping reads;
     the two tables come in ``correlator.derived.SCHEMAS``' column order and may be empty.
     """
-    ordered = table.select(["timestamp", *_READ]).filter(_present(_text(table, "order_id")))
-    texts = {name: _text(ordered, name) for name in _READ}
+    ordered = table.select(["timestamp", *MAPPED_COLUMNS]).filter(_present(_text(table, "order_id")))
+    texts = {name: _text(ordered, name) for name in MAPPED_COLUMNS}
     milestone = pc.utf8_lower(pc.utf8_trim_whitespace(texts["milestone"]))
-    valid = pc.is_in(milestone, value_set=_MILESTONES)
+    valid = pc.is_in(milestone, value_set=pa.array(_MILESTONES, pa.string()))
     failed = pc.equal(texts["status_code"], "error")
     time = pc.cast(ordered.column("timestamp"), _TS_US, safe=False)
     event_key = pc.binary_join_element_wise("span:", texts["trace_id"], ":", texts["span_id"], "")

@@ -8,6 +8,7 @@ Decoders build tables with exactly these schemas; the writer hands them to
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS_NS = pa.timestamp("ns", tz="UTC")
 TS_US = pa.timestamp("us", tz="UTC")
@@ -90,3 +91,30 @@ QUARANTINE_SCHEMA = pa.schema(
         ("payload", pa.string()),
     ]
 )
+
+
+# What makes a span or an event the same one when it arrives again.
+SPAN_IDENTITY = ["trace_id", "span_id"]
+EVENT_IDENTITY = ["source", "id"]
+
+
+def first_of_each(table: pa.Table, keys: list[str]) -> pa.Table:
+    """The first row of each distinct key, in the original order."""
+    if table.num_rows < 2:
+        return table
+    numbered = table.select(keys).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    firsts = numbered.group_by(keys, use_threads=False).aggregate([("__row", "min")]).column("__row_min")
+    if len(firsts) == table.num_rows:
+        return table
+    return table.take(pc.take(firsts, pc.array_sort_indices(firsts)))
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def from_ipc(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()

@@ -22,11 +22,12 @@ from collector.otlp import decode_traces
 from collector.privacy import PersonalData
 from collector.sink import ClickHouseSink, RowSink
 from collector.wal import WriteAheadLog
-from collector.writer import SPANS, SPANS_DERIVED, StorageWriter, to_ipc
+from collector.writer import SPANS, SPANS_DERIVED, StorageWriter
 from correlator.derived import Derivation
 from milepost.config import StorageConfig
 from storage.client import open_client
 from storage.schema import migrate
+from storage.tables import to_ipc
 from tests.support import DerivedRecorder, in_process_node, wait_until
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from storage.client import JEMALLOC_CONF, PROMPT_RETURN
+from storage.memory import JEMALLOC_CONF, PROMPT_RETURN
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,8 @@ _CHURN = """
 import ctypes, json, sys, tempfile
 from pathlib import Path
 import pyarrow as pa
-from storage.client import open_client, release_free_heap
+from storage.client import open_client
+from storage.memory import release_free_heap
 
 def anon_mib():
     for line in open("/proc/self/status"):
@@ -80,7 +81,7 @@ def test_an_operators_own_engine_allocator_settings_are_kept() -> None:
 # the heap's top so glibc cannot give the rest back on its own; then asks for it back.
 _HEAP = """
 import ctypes, json
-from storage.client import release_free_heap
+from storage.memory import release_free_heap
 
 def anon_mib():
     for line in open("/proc/self/status"):

@@ -1,0 +1,79 @@
+"""Decode worker processes: what they load, and that they map spans under user rules without pandas."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from collector.decoding import DecoderPool, DecodeSettings, decode_traces_job
+from correlator.derived import Derivation, unpack
+
+START_NS = 1_790_000_000_123_456_789  # nanoseconds a datetime cannot hold
+RULES = {"spans": [{"name": "pack box", "milestone": "ready", "order_id": "attributes.shop.order"}]}
+
+
+def _workers() -> list[int]:
+    """This process's decode workers (its spawned children, not the resource tracker)."""
+    found = []
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in command:
+                found.append(int(pid))
+    return found
+
+
+@pytest.fixture
+def pool() -> Iterator[DecoderPool]:
+    pool = DecoderPool(DecodeSettings(deriver=Derivation(RULES)), workers=1)
+    try:
+        pool.warm_up()
+        yield pool
+    finally:
+        pool.close()
+
+
+def _request() -> bytes:
+    def attribute(key: str, value: str) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    spans = [
+        Span(
+            trace_id=b"\1" * 16,
+            span_id=number.to_bytes(8, "big"),
+            name=name,
+            start_time_unix_nano=START_NS,
+            end_time_unix_nano=START_NS + 1000,
+            attributes=attributes,
+        )
+        for number, name, attributes in (
+            (1, "pack box", [attribute("shop.order", "W-9")]),
+            (2, "charge", [attribute("retail.order.id", "W-9"), attribute("retail.milestone", "paid")]),
+        )
+    ]
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+    return request.SerializeToString()
+
+
+def test_a_decode_worker_loads_neither_pandas_nor_the_clickhouse_client(pool: DecoderPool) -> None:
+    pool.run_sync(decode_traces_job, _request(), "protobuf", time.time_ns())
+    [worker] = _workers()
+    maps = Path(f"/proc/{worker}/maps").read_text()
+    assert "pandas/_libs" not in maps
+    assert "clickhouse_connect" not in maps
+    assert "pyarrow" in maps  # the check can see what a worker does load
+
+
+def test_a_worker_maps_spans_under_user_rules(pool: DecoderPool) -> None:
+    decoded = pool.run_sync(decode_traces_job, _request(), "protobuf", time.time_ns())
+    assert decoded.rows == 2 and decoded.derived
+    timeline = unpack(decoded.derived)["timeline"].to_pylist()
+    assert [(row["order_key"], row["name"]) for row in timeline] == [("W-9", "ready"), ("W-9", "paid")]
+    assert {row["time"].timestamp() for row in timeline} == {START_NS // 1000 / 1e6}
