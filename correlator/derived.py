@@ -87,6 +87,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "stores": pa.schema([("store_id", pa.string()), ("first_seen", _TS)]),
 }
 
+# The event columns the built-in mapping reads.
+_BUILTIN_EVENT_COLUMNS = ["source", "id", "type", "time", "data"]
+
 # Entry attributes named otherwise than their column (times are kept in microseconds).
 _ATTRIBUTE = {"time": "time_us", "effective": "effective_us"}
 
@@ -215,6 +218,21 @@ def unpack(payload: bytes) -> Derived:
     return out
 
 
+def event_rows(mapper: Mapper, table: pa.Table) -> list[dict[str, Any]]:
+    """An events table (``storage.tables.EVENT_SCHEMA``) as the rows ``Mapper.map_events`` reads.
+
+    User event rules may read any attribute; the built-in mapping reads five, its time as µs
+    since the epoch (an int, cheaper than a ``datetime`` per event).
+    """
+    if mapper.rules.events:
+        rows: list[dict[str, Any]] = table.to_pylist()
+        return rows
+    read = table.select(_BUILTIN_EVENT_COLUMNS)
+    micros = pc.cast(read.column("time"), pa.int64())
+    rows = read.set_column(read.schema.get_field_index("time"), "time", micros).to_pylist()
+    return rows
+
+
 def _rule_rows(table: pa.Table) -> list[dict[str, Any]]:
     """The rows user span rules read, times in µs: a ``datetime`` each, not a pandas ``Timestamp``
     (decode workers load no pandas; see ``collector.decoding``)."""
@@ -245,4 +263,4 @@ class Derivation:
         return pack(span_tables(self.mapper, table))
 
     def events(self, table: pa.Table) -> bytes:
-        return pack(tables(self.mapper.map_events(table.to_pylist())))
+        return pack(tables(self.mapper.map_events(event_rows(self.mapper, table))))

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -18,6 +19,7 @@ from collector.cloudevents import BATCHED, EventValidator, parse_http
 from collector.contracts import ContractRegistry
 from collector.otlp import decode_traces
 from collector.privacy import PersonalData
+from correlator import derived
 from correlator.mapping import Mapper, MappingError, MappingRules, parse_mapping
 from correlator.model import AliasLink, Mapped, PromotionEntry, SkuEntry, TimelineEntry
 from storage.tables import EVENT_SCHEMA, SPAN_SCHEMA
@@ -50,14 +52,18 @@ def event(event_type: str, data: Any, *, source: str = "pos/042", **attributes: 
     return document
 
 
-def event_rows(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows the node stores for a CloudEvents batch request holding ``events``."""
+def event_table(*events: dict[str, Any]) -> pa.Table:
+    """The table the node stores for a CloudEvents batch request holding ``events``."""
     body = json.dumps(list(events)).encode()
     validator = EventValidator(ContractRegistry.builtin(), PersonalData())
     batch = validator.build(parse_http({"content-type": BATCHED}, body), RECEIVED_US)
     assert batch.rejected == [], batch.rejected
     assert batch.table.schema == EVENT_SCHEMA
-    rows: list[dict[str, Any]] = batch.table.to_pylist()
+    return batch.table
+
+
+def event_rows(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = event_table(*events).to_pylist()
     return rows
 
 
@@ -818,3 +824,32 @@ def _rate(function: Any, rows: list[dict[str, Any]]) -> float:
     started = time.perf_counter()
     function(rows)
     return len(rows) / (time.perf_counter() - started)
+
+
+def test_decode_workers_read_only_what_the_built_in_event_mapping_needs() -> None:
+    """``derived.event_rows`` hands the mapper five columns, times as integers: the same tables."""
+    table = event_table(
+        event(
+            "retail.order.accepted", {"order_id": "W-1", "channel": "web", "aliases": {"pos_receipt": "R-1"}}
+        ),
+        event("retail.payment.failed", {"order_id": "W-1", "amount": 10.5, "currency": "EUR"}),
+        event("retail.order.ready", {"order_id": "W-1", "store_id": "042", "pickup_code": "P-4411"}),
+        event("retail.order.ready", {"order_id": "W-2"}, time="2025-03-19T23:59:59.5-02:00"),
+        event("retail.order.returned", {"order_id": "W-9", "lines": [{"sku": "771-03", "qty": 4}]}),
+        event(
+            "retail.inventory.adjusted", {"sku": "884-12", "location_id": "042", "system": "erp", "delta": -3}
+        ),
+        event("retail.promotion.published", {"promo_id": "EASTER", "targets": ["042"]}, source="erp/pricing"),
+        event("retail.promotion.activated", {"promo_id": "EASTER", "target": "042"}),
+        event("com.acme.unknown", {"order_id": "W-1"}),
+    )
+    lean = derived.tables(BUILTIN.map_events(derived.event_rows(BUILTIN, table)), RECEIVED_US)
+    full = derived.tables(BUILTIN.map_events(table.to_pylist()), RECEIVED_US)
+    assert {"timeline", "order_links", "sku_events", "promotions", "stores"} <= set(full)
+    assert {name: t.to_pylist() for name, t in lean.items()} == {
+        name: t.to_pylist() for name, t in full.items()
+    }
+    untimed = event("retail.order.fulfilled", {"order_id": "W-1"})
+    del untimed["time"]  # stored with the arrival time
+    lone = event_table(untimed)
+    assert derived.event_rows(BUILTIN, lone)[0]["time"] == RECEIVED_US
