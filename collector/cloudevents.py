@@ -129,9 +129,8 @@ def _compact(value: Any) -> str:
 
 
 def _from_json(item: Any, position: int) -> RawEvent:
-    payload = _compact(item)
     if not isinstance(item, dict):
-        return RawEvent({}, None, position, payload=payload, has_data=False)
+        return RawEvent({}, None, position, payload=_compact(item), has_data=False)
     attributes = dict(item)
     data = attributes.pop("data", None)
     encoded = attributes.pop("data_base64", None)
@@ -141,7 +140,7 @@ def _from_json(item: Any, position: int) -> RawEvent:
         else:
             # Both at once is invalid; keep it visible so the validator names the field.
             attributes["data_base64"] = encoded
-    return RawEvent(attributes, data, position, payload=payload, has_data=data is not None)
+    return RawEvent(attributes, data, position, has_data=data is not None, document=item)
 
 
 def _decode_base64(encoded: Any, datacontenttype: Any) -> Any:
@@ -294,7 +293,9 @@ class EventValidator:
             source=source,
             id=event_id,
             type=event_type,
-            payload=self._scrub_payload(event.payload),
+            payload=self._scrub_payload(
+                event.payload if event.document is None else _compact(event.document)
+            ),
         )
 
     def _hide(self, value: str, clause: str) -> tuple[str, str]:
