@@ -18,6 +18,7 @@ import importlib.abc
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -85,6 +86,9 @@ def init_worker(settings: DecodeSettings) -> None:
     _worker = _Worker(settings)
 
 
+PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether its node is still there
+
+
 class _WithoutPandas(importlib.abc.MetaPathFinder):
     """Refuses to load pandas: pyarrow imports it (when installed) the first time it builds an
     array from Python objects, only to check whether they are pandas objects. A decode worker has
@@ -95,11 +99,23 @@ class _WithoutPandas(importlib.abc.MetaPathFinder):
             raise ImportError("a decode worker does not load pandas (collector.decoding)")
 
 
-def init_worker_process(settings: DecodeSettings) -> None:
-    """``init_worker`` in a worker process of its own, which loads no pandas from here on."""
+def init_worker_process(settings: DecodeSettings, node: int) -> None:
+    """``init_worker`` in a worker process of its own, which loads no pandas from here on and
+    exits when ``node``, the process that started it, is gone."""
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _WithoutPandas())
+    threading.Thread(target=_exit_with, args=(node,), name="exit-with-node", daemon=True).start()
     init_worker(settings)
+
+
+def _exit_with(node: int) -> None:
+    """Exit once ``node`` is no longer this process's parent (also when it was gone before this
+    worker finished starting). A worker waits for jobs on a queue whose write end it holds
+    itself, so a node killed outright (SIGKILL, the OOM killer) would otherwise leave its
+    workers running, ~100 MiB each, until the machine restarts."""
+    while os.getppid() == node:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _state() -> _Worker:
@@ -192,7 +208,7 @@ class DecoderPool:
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker_process,
-                initargs=(settings,),
+                initargs=(settings, os.getpid()),
             )
         else:
             init_worker(settings)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +17,16 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from collector.decoding import DecoderPool, DecodeSettings, decode_traces_job
 from correlator.derived import Derivation, unpack
+from tests.support import REPO, wait_until
 
 START_NS = 1_790_000_000_123_456_789  # nanoseconds a datetime cannot hold
 RULES = {"spans": [{"name": "pack box", "milestone": "ready", "order_id": "attributes.shop.order"}]}
 
 
-def _workers() -> list[int]:
-    """This process's decode workers (its spawned children, not the resource tracker)."""
+def _workers(parent: int | None = None) -> list[int]:
+    """The decode workers of ``parent`` (this process): its spawned children, not the resource tracker."""
     found = []
-    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+    for children in Path(f"/proc/{parent or os.getpid()}/task").glob("*/children"):
         for pid in children.read_text().split():
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             if b"spawn_main" in command:
@@ -77,3 +81,40 @@ def test_a_worker_maps_spans_under_user_rules(pool: DecoderPool) -> None:
     timeline = unpack(decoded.derived)["timeline"].to_pylist()
     assert [(row["order_key"], row["name"]) for row in timeline] == [("W-9", "ready"), ("W-9", "paid")]
     assert {row["time"].timestamp() for row in timeline} == {START_NS // 1000 / 1e6}
+
+
+# A node's decode pool, then nothing: the test kills this process as the OOM killer would.
+_NODE = """
+import time
+from collector.decoding import DecoderPool, DecodeSettings
+if __name__ == "__main__":
+    pool = DecoderPool(DecodeSettings(), workers=2)
+    pool.warm_up()
+    print("ready", flush=True)
+    time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_exit_when_their_node_is_killed_outright(tmp_path: Path) -> None:
+    script = tmp_path / "node.py"
+    script.write_text(_NODE)
+    node = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout is not None and node.stdout.readline().strip() == "ready"
+        workers = _workers(node.pid)
+        assert len(workers) == 2
+        node.send_signal(signal.SIGKILL)
+        node.wait(10)
+        wait_until(lambda: not any(_alive(pid) for pid in workers), 15, "the workers to exit", 0.2)
+    finally:
+        node.kill()
+        node.wait(10)
+        if node.stdout is not None:
+            node.stdout.close()
