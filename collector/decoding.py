@@ -158,6 +158,14 @@ def _finish(
     return Decoded(table.num_rows, to_ipc(table), rejected, quarantine, ignored, derived)
 
 
+def _warm_job() -> int:
+    """One request of each kind, decoded and mapped (``DecoderPool.warm_up``); the worker's pid."""
+    now = time.time_ns()
+    decode_traces_job(_WARM_TRACES, "protobuf", now)
+    decode_events_job(_WARM_EVENTS[0], _WARM_EVENTS[1], now)
+    return os.getpid()
+
+
 def decode_traces_job(body: bytes, encoding: str, received_at_ns: int) -> Decoded:
     state = _state()
     batch = decode_traces(body, encoding, state.privacy, received_at_ns)
@@ -220,16 +228,27 @@ class DecoderPool:
     def run_sync(self, job: Callable[P, Decoded], *args: P.args, **kwargs: P.kwargs) -> Decoded:
         return self._executor.submit(job, *args, **kwargs).result()
 
-    def warm_up(self) -> None:
-        """Start every worker and run a real job in each, so the first requests pay no imports."""
-        if self.workers > 0:
-            now = time.time_ns()
-            jobs = []
-            for _ in range(self.workers * 2):
-                jobs.append(self._executor.submit(decode_traces_job, _WARM_TRACES, "protobuf", now))
-                jobs.append(self._executor.submit(decode_events_job, _WARM_EVENTS[0], _WARM_EVENTS[1], now))
-            for job in jobs:
-                job.result()
+    def warm_up(self, timeout: float = 120.0) -> set[int]:
+        """Start every worker and run a real job in each, so the first requests pay no imports;
+        returns the workers' pids.
+
+        Workers start one by one and a started one takes whatever is queued, so jobs are sent
+        in rounds until each worker has answered one.
+        """
+        if self.workers == 0:
+            return set()
+        answered: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(answered) < self.workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.workers - len(answered)} decode workers did not start in {timeout:g} s"
+                )
+            jobs = [self._executor.submit(_warm_job) for _ in range(self.workers)]
+            answered.update(job.result() for job in jobs)
+            if len(answered) < self.workers:
+                time.sleep(0.05)  # the others are still importing: leave them the cores
+        return answered
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

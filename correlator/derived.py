@@ -253,11 +253,12 @@ class Derivation:
         self.mapping = mapping
         self.mapper = Mapper(parse_mapping(mapping))
 
-    def __getstate__(self) -> Mapping[str, Any] | None:
-        return self.mapping
+    def __getstate__(self) -> dict[str, Any]:
+        # Wrapped: pickle skips __setstate__ when the state is None (no mapping section).
+        return {"mapping": self.mapping}
 
-    def __setstate__(self, mapping: Mapping[str, Any] | None) -> None:
-        self.__init__(mapping)  # type: ignore[misc]
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["mapping"])  # type: ignore[misc]
 
     def spans(self, table: pa.Table) -> bytes:
         return pack(span_tables(self.mapper, table))

@@ -83,6 +83,15 @@ def test_a_worker_maps_spans_under_user_rules(pool: DecoderPool) -> None:
     assert {row["time"].timestamp() for row in timeline} == {START_NS // 1000 / 1e6}
 
 
+def test_warm_up_runs_a_job_in_every_worker() -> None:
+    pool = DecoderPool(DecodeSettings(deriver=Derivation(None)), workers=2)
+    try:
+        answered = pool.warm_up()
+        assert answered == set(_workers()) and len(answered) == 2
+    finally:
+        pool.close()
+
+
 # A node's decode pool, then nothing: the test kills this process as the OOM killer would.
 _NODE = """
 import time
