@@ -14,8 +14,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,24 @@ def in_process_node(
         else:
             os.environ["TMPDIR"] = saved_tmpdir
         tempfile.tempdir = saved_tempdir
+
+
+def table_of(schema: pa.Schema, rows: Sequence[Mapping[str, Any]], **defaults: Any) -> pa.Table:
+    """``rows`` as a table of ``schema`` (keys it does not hold are left out); a field a row leaves
+    out holds ``defaults[name]``, else its type's empty value: "", 0, false, [] or now."""
+    now = datetime.now(UTC)
+
+    def empty(kind: pa.DataType) -> Any:
+        if pa.types.is_string(kind):
+            return ""
+        if pa.types.is_timestamp(kind):
+            return now
+        if pa.types.is_boolean(kind):
+            return False
+        return 0 if pa.types.is_integer(kind) else []
+
+    blank = {field.name: defaults.get(field.name, empty(field.type)) for field in schema}
+    return pa.Table.from_pylist([{**blank, **row} for row in rows], schema=schema)
 
 
 # Debian's Chromium, as the browser tests and the dashboard benchmark drive it: the flags that

@@ -13,6 +13,7 @@ import pytest
 from correlator.derived import Derived, span_tables, tables
 from correlator.mapping import Mapper, parse_mapping
 from storage.tables import SPAN_SCHEMA
+from tests.support import table_of
 
 NOW_US = 1_790_000_000_000_000
 BUILTIN = Mapper()
@@ -47,20 +48,15 @@ CHOICES: dict[str, list[Any]] = {
 
 def spans_table(rows: list[dict[str, Any]]) -> pa.Table:
     """``rows`` as stored spans; columns a row leaves out hold what the decoder writes for nothing."""
-    defaults = {"trace_id": "0" * 32, "span_id": "0" * 16, "span_name": "span", "status_code": "unset"}
-    full = []
-    for row in rows:
-        filled: dict[str, Any] = {}
-        for field in SPAN_SCHEMA:
-            if pa.types.is_string(field.type):
-                filled[field.name] = defaults.get(field.name, "")
-            elif pa.types.is_list(field.type) or pa.types.is_map(field.type):
-                filled[field.name] = []
-            else:
-                filled[field.name] = None
-        filled["timestamp"] = 1_790_000_000 * 10**9
-        full.append({**filled, **row})
-    return pa.Table.from_pylist(full, schema=SPAN_SCHEMA)
+    return table_of(
+        SPAN_SCHEMA,
+        rows,
+        trace_id="0" * 32,
+        span_id="0" * 16,
+        span_name="span",
+        status_code="unset",
+        timestamp=1_790_000_000 * 10**9,
+    )
 
 
 def row_wise(table: pa.Table) -> Derived:

@@ -22,7 +22,7 @@ from milepost.config import StorageConfig
 from storage.client import StorageUnavailable, embedded_path, is_embedded, open_client, prepare_temp_dir
 from storage.schema import MIGRATIONS, migrate, schema_version
 from storage.tables import EVENT_SCHEMA, SPAN_SCHEMA
-from tests.support import free_port
+from tests.support import free_port, table_of
 
 TABLES = ("spans", "trace_index", "events", "quarantine")
 LEFTOVERS = ("tmp3f9a1c.native", "tmpb07e22.raw")
@@ -306,22 +306,6 @@ def test_an_unreachable_server_is_one_sentence_without_the_password(tmp_path: Pa
     assert str(caught.value) == f"ClickHouse at 127.0.0.1:{port} is unreachable."
 
 
-def _batch(schema: pa.Schema, rows: int, **given: list[Any]) -> pa.Table:
-    """``rows`` rows of ``schema``: the ``given`` columns, empty values in the others."""
-    now = datetime.now(UTC)
-
-    def empty(kind: pa.DataType) -> Any:
-        if pa.types.is_string(kind):
-            return ""
-        if pa.types.is_timestamp(kind):
-            return now
-        if pa.types.is_boolean(kind):
-            return False
-        return 0 if pa.types.is_integer(kind) else []
-
-    return pa.table({f.name: given.get(f.name) or [empty(f.type)] * rows for f in schema}, schema=schema)
-
-
 @pytest.mark.parametrize(
     ("name", "schema", "text"), [("spans", SPAN_SCHEMA, "status_message"), ("events", EVENT_SCHEMA, "data")]
 )
@@ -330,13 +314,9 @@ def test_a_batch_of_raw_rows_is_written_as_one_compact_part(
 ) -> None:
     """A writer's batch is over ClickHouse's 10 MB default for Wide parts (a file per column stream,
     several times the memory to write); it must still go in as one Compact part."""
-    rows = 2000
-    filler = [f"{row:06d}" + "x" * 6000 for row in range(rows)]  # 12 MB uncompressed
-    ids = [f"{row:016x}" for row in range(rows)]
-    given = {"span_id": ids, "id": ids, text: filler}
-    store.client.insert_arrow(
-        name, _batch(schema, rows, **{k: v for k, v in given.items() if k in schema.names})
-    )
+    # 12 MB uncompressed; the identity column of either table, the text in another.
+    rows = [{"span_id": f"{n:016x}", "id": f"{n:016x}", text: f"{n:06d}" + "x" * 6000} for n in range(2000)]
+    store.client.insert_arrow(name, table_of(schema, rows))
     parts = store.client.query(
         "SELECT part_type FROM system.parts WHERE active AND table = {name:String} "
         "AND data_uncompressed_bytes > 10 * 1024 * 1024",
