@@ -12,20 +12,29 @@ records, in the page's own clock (``performance.now()``, from navigation start) 
   summary sentence (``stAlert`` with text: where the order is and what is late; which locations'
   systems disagree and by how many units; how far the promotion got); Operations: the
   stalled-orders table (``stDataFrame``); KPIs: the first headline card (``stMetric``).
-- **chart drawn**: the first Plotly chart's SVG (``stPlotlyChart .main-svg``).
+- **chart drawn**: the first chart's drawing: Plotly's SVG on the order page (``stPlotlyChart
+  .main-svg``), Vega's root group elsewhere (``stVegaLiteChart svg.marks g.root``).
+
+**Searching in the open page.** A store manager keeps the dashboard open at the counter and pastes
+the next receipt into the search box: the page's JavaScript, Plotly included, is already running.
+So the run also opens the order page on one stalled order and then searches other stalled orders,
+one after the other, by their POS receipt (or pickup code), timing from the Enter key to the new
+order's caption ("found by" the pasted id) and to the redrawn timeline (its SVG changed). Each
+search is for an order not looked up before, so none is answered from the dashboard's cache.
 
 Each load is checked untimed afterwards (the page names the right order, SKU or promotion), so a
 "not known" banner never counts as an answer.
 
-**The floor.** A page of Streamlit and Plotly alone costs time in this browser on this machine
-whatever the dashboard does: the websocket, the script run, the React render, Plotly's bundle.
-So the run also serves a minimal Streamlit app (``st.title`` and one 3-point ``st.plotly_chart``)
-with the same ``streamlit run`` flags as ``milepost dashboard``, and measures it in the same
-browser: its heading and its chart are the floor of an answer and of a chart. A page's
-``ceiling_ratio`` is its time divided by that floor (as ``bench.correlator`` divides a lookup's
-latency by a bare primary-key SELECT's): 1.0 would mean the dashboard adds nothing.
+**The floor.** A page of Streamlit and a chart alone costs time in this browser on this machine
+whatever the dashboard does: the websocket, the script run, the React render, the chart library's
+bundle. So the run also serves a minimal Streamlit app (``st.title`` and one 3-point chart: Plotly,
+or Vega-Lite with ``?chart=vega``) with the same ``streamlit run`` flags as ``milepost dashboard``,
+and measures it in the same browser: its heading and its chart are the floor of an answer and of a
+chart drawn by that library. A page's ``ceiling_ratio`` is its time divided by the floor of its
+chart library (as ``bench.correlator`` divides a lookup's latency by a bare primary-key SELECT's):
+1.0 would mean the dashboard adds nothing.
 
-The floor is measured first, so Chromium's own start-up lands on the floor's discarded first load.
+The floors are measured first, so Chromium's own start-up lands on a discarded first load.
 The first load of every page is discarded from its median (it fetches the page's JavaScript and
 the dashboard's first script run imports pandas and Plotly); the order page's first load, the
 first visit to the dashboard, is reported on its own. Warm loads follow each other within the
@@ -72,13 +81,22 @@ ALERT = '[data-testid="stAlert"]'
 TABLE = '[data-testid="stDataFrame"]'
 METRIC = '[data-testid="stMetric"]'
 HEADING = '[data-testid="stHeading"]'
-CHART = '[data-testid="stPlotlyChart"] .main-svg'
+# A drawn chart: Plotly's SVG (the order page), or the root group Vega draws into its SVG.
+CHART = '[data-testid="stPlotlyChart"] .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
+PLOTLY, VEGA = "Plotly", "Vega-Lite"
 FLOOR_APP = """\
-import plotly.graph_objects as go
 import streamlit as st
 
 st.title("Floor")
-st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[2, 1, 3], mode="markers")))
+if st.query_params.get("chart") == "vega":
+    points = {"values": [{"x": 1, "y": 2}, {"x": 2, "y": 1}, {"x": 3, "y": 3}]}
+    encoding = {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}
+    layer = {"data": points, "mark": "point", "encoding": encoding}
+    st.vega_lite_chart(spec={"layer": [layer]}, width="stretch")
+else:
+    import plotly.graph_objects as go
+
+    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[2, 1, 3], mode="markers")))
 """
 # Records, in the page's clock, when each probe's selector first matches (with text, if asked).
 OBSERVER = """\
@@ -114,6 +132,7 @@ class View:
     confirm: str  # visible on the page once the right answer is shown
     what: str  # the answer element, in words, for the figure's note
     charted: bool = True  # False: the page opens without a chart (Operations' charts are a tab away)
+    library: str = VEGA  # what draws its charts
 
 
 @dataclass(frozen=True)
@@ -243,16 +262,22 @@ class Order:
         return f"{self.alias} ({self.kind} of order {self.order_id})"
 
 
-def _pick_order(api: httpx.Client) -> Order | None:
-    """A stalled order's POS receipt or pickup code (any order's, if no stalled one has either)."""
-    for status, limit in (("stalled", 5), ("stalled", 50), ("all", 50)):
+def _pick_orders(api: httpx.Client, count: int) -> list[Order] | None:
+    """``count`` orders, stalled ones first, each by its POS receipt (or pickup code); None while the
+    node knows fewer with either."""
+    picked: dict[str, Order] = {}
+    for status, limit in (("stalled", 50), ("all", 500)):
         for item in _get(api, "/api/v1/orders", status=status, limit=limit)["items"]:
+            if len(picked) == count:
+                return list(picked.values())
             order = _get(api, f"/api/v1/orders/{quote(str(item['order_id']), safe='')}")
+            aliases = {alias["kind"]: str(alias["value"]) for alias in order.get("aliases") or []}
             for kind in ("pos_receipt", "pickup_code"):
-                for alias in order.get("aliases") or []:
-                    if alias["kind"] == kind:
-                        return Order(str(alias["value"]), f"{kind}, {status}", str(order["order_id"]))
-    return None
+                if kind in aliases and order["order_id"] not in picked:
+                    picked[order["order_id"]] = Order(
+                        aliases[kind], f"{kind}, {status}", str(order["order_id"])
+                    )
+    return list(picked.values()) if len(picked) == count else None
 
 
 def _pick_promotion(api: httpx.Client) -> str | None:
@@ -275,14 +300,15 @@ def _pick_sku(api: httpx.Client) -> str | None:
     return known[0] if known else None
 
 
-def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
-    """The floor first, then the dashboard's pages (order first); and a note on what was looked up.
+def _views(api_url: str, dashboard: str, floor: str, searches: int) -> tuple[list[View], list[Order], str]:
+    """The floor first, then the dashboard's pages (order first); the orders to search for (the
+    first is the order page's, then ``searches`` more); and a note on what was looked up.
 
     The history line means the demo has sent its history, not that the node has stored all of it,
     so what to look up is waited for (a minute at most).
     """
     picks: dict[str, Callable[[httpx.Client], Any]] = {
-        "order": _pick_order,
+        "order": partial(_pick_orders, count=searches + 1),
         "SKU": _pick_sku,
         "promotion": _pick_promotion,
     }
@@ -299,11 +325,13 @@ def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
     if len(found) < len(picks):
         missing = ", ".join(what for what in picks if what not in found)
         raise RuntimeError(f"after a minute, the demo's node still has no {missing} to look up")
-    order: Order = found["order"]
+    orders: list[Order] = found["order"]
+    order = orders[0]
     sku: str = found["SKU"]
     promo_id: str = found["promotion"]
     views = [
-        View("floor", f"{floor}/", HEADING, True, "Floor", "st.title heading"),
+        View("floor-plotly", f"{floor}/", HEADING, True, "Floor", "st.title heading", library=PLOTLY),
+        View("floor-vega", f"{floor}/?chart=vega", HEADING, True, "Floor", "st.title heading"),
         View(
             "order",
             f"{dashboard}/?order={quote(order.alias)}",
@@ -311,6 +339,7 @@ def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
             True,
             f"found by {order.alias}",  # the canonical id may change as later events link the order
             "summary sentence",
+            library=PLOTLY,
         ),
         View(
             "sku",
@@ -339,7 +368,36 @@ def _views(api_url: str, dashboard: str, floor: str) -> tuple[list[View], str]:
         ),
         View("kpis", f"{dashboard}/kpis", METRIC, True, "Order to ready p50", "first headline card"),
     ]
-    return views, f"order {order}, SKU {sku}, promotion {promo_id}"
+    return views, orders, f"order {order}, SKU {sku}, promotion {promo_id}"
+
+
+SEARCH_BOX = 'input[aria-label="Order id"]'
+CAPTION = '[data-testid="stCaptionContainer"]'
+# Armed before a search: marks when Enter is pressed, when a caption names the pasted id, and when
+# the first chart's SVG differs from what it showed before (two stalled orders of one store can have
+# the same axis labels, so the drawing is compared, not its text).
+SEARCH_OBSERVER = """\
+([caption, wanted, chart]) => {
+  const marks = {};
+  window.__benchSearch = marks;
+  const before = (document.querySelector(chart) || {}).innerHTML || "";
+  document.addEventListener("keydown", event => {
+    if (event.key === "Enter" && !("enter" in marks)) marks.enter = performance.now();
+  }, true);
+  const observer = new MutationObserver(() => {
+    if (!("enter" in marks)) return;
+    if (!("answer" in marks)) {
+      for (const element of document.querySelectorAll(caption)) {
+        if ((element.textContent || "").includes(wanted)) { marks.answer = performance.now(); break; }
+      }
+    }
+    const drawn = document.querySelector(chart);
+    if (!("chart" in marks) && drawn && drawn.innerHTML !== before) marks.chart = performance.now();
+    if ("answer" in marks && "chart" in marks) observer.disconnect();
+  });
+  observer.observe(document, {childList: true, subtree: true, characterData: true, attributes: true});
+}
+"""
 
 
 # -- the browser -------------------------------------------------------------------------------
@@ -387,6 +445,64 @@ def _loads(context: BrowserContext, view: View, repeats: int) -> Timings:
     return Timings(loads)
 
 
+def _searches(context: BrowserContext, dashboard: str, orders: list[Order]) -> Timings:
+    """The order page opened on ``orders[0]``, then each other order searched for in that page."""
+    page = context.new_page()
+    loads: list[Load] = []
+    try:
+        page.goto(f"{dashboard}/?order={quote(orders[0].alias)}", wait_until="commit", timeout=WAIT_MS)
+        page.locator(CHART).first.wait_for(state="visible", timeout=WAIT_MS)
+        page.get_by_text(f"found by {orders[0].alias}").first.wait_for(state="visible", timeout=WAIT_MS)
+        for order in orders[1:]:
+            wanted = f"found by {order.alias}"
+            page.evaluate(SEARCH_OBSERVER, [CAPTION, wanted, CHART])
+            page.fill(SEARCH_BOX, order.alias)
+            page.press(SEARCH_BOX, "Enter")
+            page.wait_for_function(
+                "() => ['answer', 'chart'].every(m => m in (window.__benchSearch || {}))", timeout=WAIT_MS
+            )
+            marks = page.evaluate("window.__benchSearch")
+            loads.append(
+                Load((marks["answer"] - marks["enter"]) / 1000, (marks["chart"] - marks["enter"]) / 1000)
+            )
+        page.screenshot(path=str(SCREENS / "order-search.png"))
+    except PlaywrightError as exc:
+        page.screenshot(path=str(SCREENS / "order-search-failed.png"))
+        reason = str(exc).splitlines()[0]
+        return Timings(
+            loads, f"search {len(loads) + 1} of {len(orders) - 1} failed (order-search-failed.png): {reason}"
+        )
+    finally:
+        page.close()
+    return Timings(loads)
+
+
+def _search_figures(timing: Timings, orders: list[Order]) -> list[Figure]:
+    """Median of every search (none is cold: the page was open), answer and chart."""
+    whole = Timings([Load(0, 0), *timing.loads], timing.error)  # ``warm`` leaves the first out
+    how = (
+        f"median of {len(timing.loads)} searches in the open order page, from the Enter key,"
+        f" each for an order not looked up before (first: {orders[1]})"
+        f"; the demo's live traffic ran on the same {os.cpu_count()} cores"
+    )
+    return [
+        Figure(
+            "dashboard order: search in the open page, answer shown",
+            whole.warm("answer_s"),
+            "s",
+            TARGET,
+            timing.error or f"the order's caption naming the pasted id; {how}",
+        ),
+        Figure(
+            "dashboard order: search in the open page, chart redrawn",
+            whole.warm("chart_s"),
+            "s",
+            TARGET,
+            timing.error or f"the timeline redrawn for the new order; {how}",
+        ),
+    ]
+
+
 @contextmanager
 def _browser() -> Iterator[BrowserContext]:
     """One headless Debian Chromium and one context (shared HTTP cache) for every load."""
@@ -412,19 +528,30 @@ def _ratio(value: float | None, floor: float | None) -> float | None:
 
 
 def _figures(
-    view: View, timing: Timings, floor: Timings | None, repeats: int, looked_up: str
+    view: View, timing: Timings, floors: dict[str, Timings], repeats: int, looked_up: str
 ) -> list[Figure]:
-    """The figures of one view: the floor's heading and chart (``floor`` None), or a page's answer and
-    chart with their ratios to the floor's, and for the order page its cold load too."""
+    """The figures of one view: a floor's heading and chart (``floors`` has none of its library yet),
+    or a page's answer and chart with their ratios to its library's floor, and for the order page its
+    cold load too."""
     warm = f"median of {repeats - 1} warm loads of {repeats}, from navigation start"
     traffic = f"the demo's live traffic ran on the same {os.cpu_count()} cores"
     answer, chart = timing.warm("answer_s"), timing.warm("chart_s")
+    floor = floors.get(view.library)
     if floor is None:
-        page = "st.title and one 3-point plotly chart, served with the dashboard's flags"
+        floors[view.library] = timing
+        page = f"st.title and one 3-point {view.library} chart, served with the dashboard's flags"
         note = timing.error or f"{page}; {warm}; {traffic}"
         return [
-            Figure("dashboard floor: minimal Streamlit page, heading", answer, "s", "report", note),
-            Figure("dashboard floor: minimal Streamlit page, chart", chart, "s", "report", note),
+            Figure(
+                f"dashboard floor: minimal Streamlit page, heading ({view.library})",
+                answer,
+                "s",
+                "report",
+                note,
+            ),
+            Figure(
+                f"dashboard floor: minimal Streamlit page, chart ({view.library})", chart, "s", "report", note
+            ),
         ]
     cached = "most warm loads answered from the dashboard's 10 s cache"
     looked_up = f"; {looked_up}" if view.name == "order" else ""
@@ -439,7 +566,8 @@ def _figures(
         ),
     ]
     if view.charted:
-        chart_note = f"first plotly chart; {warm}; {cached}; {traffic}; ratio: / floor chart"
+        floor_chart = f"floor chart ({view.library})"
+        chart_note = f"first chart ({view.library}); {warm}; {cached}; {traffic}; ratio: / {floor_chart}"
         figures.append(
             Figure(
                 f"dashboard {view.name}: chart drawn",
@@ -471,16 +599,18 @@ def run(size: str) -> list[Figure]:
         running.callback(_stop, floor_app)
         demo, api_url, dashboard = _start_demo(tmp)
         running.callback(_stop, demo)
-        views, looked_up = _views(api_url, dashboard, floor_url)
+        views, orders, looked_up = _views(api_url, dashboard, floor_url, repeats)
         print(f"  demo ready after {time.monotonic() - started:.0f} s; looking up {looked_up}", flush=True)
-        floor: Timings | None = None
+        floors: dict[str, Timings] = {}
         with _browser() as context:
             for view in views:
                 timing = _loads(context, view, repeats)
-                for figure in _figures(view, timing, floor, repeats, looked_up):
+                for figure in _figures(view, timing, floors, repeats, looked_up):
                     show(figure)
                     figures.append(figure)
-                floor = floor or timing
+            for figure in _search_figures(_searches(context, dashboard, orders), orders):
+                show(figure)
+                figures.append(figure)
     print(f"  {time.monotonic() - started:.0f} s in all; screenshots in {SCREENS}", flush=True)
     return figures
 

@@ -1,4 +1,9 @@
-"""Plotly figures built from the API's JSON: pure functions, styled through ``theme.style``.
+"""Charts built from the API's JSON: pure functions, styled through ``theme``.
+
+The order page's timeline and trace waterfall are Plotly figures (``theme.style``). Every other chart
+is a Vega-Lite spec (``theme.vega``) with its data inline: in this browser Streamlit draws a
+Vega-Lite chart about a second sooner than a Plotly one on a page's first load (its Plotly bundle is
+4.7 MB of JavaScript to compile; measured with ``bench.dashboard``'s floor page for each).
 
 Nothing here computes a business figure; it only places the API's numbers on axes (the stock
 lines replay the snapshots and adjustments the API lists, as the API itself does).
@@ -6,15 +11,15 @@ lines replay the snapshots and adjustments the API lists, as the API itself does
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
 
 from dashboard import theme
 from dashboard.sentences import detail_fields, duration_text, event_time, milestone_word, system_name
+from dashboard.theme import VegaSpec
 
 LIFECYCLE = (
     "accepted",
@@ -29,6 +34,7 @@ LIFECYCLE = (
 )
 LINKED_ROW = "linked spans & events"
 TIME_AXIS = "Time (UTC)"
+_LABEL_INSIDE = 70  # % stalled beyond which a bar's label is written inside its end
 
 
 def _now_marker(fig: go.Figure, now: datetime) -> None:
@@ -232,121 +238,169 @@ def stock_series(events: Sequence[Mapping[str, Any]], location_id: str) -> dict[
     return {system: points for system, points in sorted(series.items()) if points}
 
 
+def _held_to_now(points: Sequence[tuple[str, float]], now: datetime) -> list[tuple[str, float, bool]]:
+    """``(time, value)`` points and the last value again at ``now`` (flagged held: no marker there)."""
+    return [(t, v, False) for t, v in points] + [(now.isoformat(), points[-1][1], True)]
+
+
+def _step_layers(rows: list[dict[str, Any]], y: dict[str, Any], colour: dict[str, Any]) -> list[VegaSpec]:
+    """Step lines of ``rows`` (time, series, value, held) coloured by series, markers on the real points."""
+    x = theme.time_axis("time")
+    line = {
+        "data": {"values": rows},
+        "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 3},
+        "encoding": {"x": x, "y": y, "color": colour},
+    }
+    tooltip = [
+        {"field": "series", "title": "series"},
+        {"field": "value", "title": "value"},
+        {"field": "time"},
+    ]
+    points = {
+        "data": {"values": [row for row in rows if not row["held"]]},
+        "mark": {"type": "point", "filled": True, "size": 70, "opacity": 1},
+        "encoding": {"x": x, "y": y, "color": colour, "tooltip": tooltip},
+    }
+    return [line, points]
+
+
 def stock_history(
     events: Sequence[Mapping[str, Any]], location: Mapping[str, Any], now: datetime
-) -> go.Figure:
+) -> VegaSpec:
     """Stock per system at one location over time, held to now; the current spread marked in red."""
-    fig = go.Figure()
     series = stock_series(events, str(location["location_id"]))
-    for system, points in series.items():
-        fig.add_trace(
-            go.Scatter(
-                name=system_name(system),
-                x=[t for t, _ in points] + [now],
-                y=[v for _, v in points] + [points[-1][1]],
-                mode="lines+markers",
-                line={"shape": "hv", "width": 3, "color": theme.system_colour(system)},
-                marker={"size": [8] * len(points) + [1]},
-                hovertemplate="%{y} units at %{x}<extra>" + system_name(system) + "</extra>",
-            )
-        )
+    rows = [
+        {"series": system_name(system), "time": t, "value": v, "held": held}
+        for system, points in series.items()
+        for t, v, held in _held_to_now(points, now)
+    ]
+    domain = [system_name(system) for system in series]
+    colours = [theme.system_colour(system) for system in series]
     current = [
         int(s["on_hand"]) for s in location.get("systems", {}).values() if s.get("on_hand") is not None
     ]
     spread = int(location.get("spread") or 0)
+    layers = []
     if spread and current:
-        fig.add_trace(
-            go.Scatter(
-                name=f"spread now: {spread} units",
-                x=[now, now],
-                y=[min(current), max(current)],
-                mode="lines+markers",
-                line={"color": theme.MISSING_COLOUR, "width": 6},
-                marker={"symbol": "line-ew", "size": 18, "line": {"width": 3, "color": theme.MISSING_COLOUR}},
-                hoverinfo="name",
-            )
+        label = f"spread now: {spread} units"
+        domain.append(label)
+        colours.append(theme.MISSING_COLOUR)
+        layers.append(
+            {
+                "data": {
+                    "values": [
+                        {"series": label, "time": now.isoformat(), "low": min(current), "high": max(current)}
+                    ]
+                },
+                "mark": {"type": "rule", "strokeWidth": 6},
+                "encoding": {
+                    "x": theme.time_axis("time"),
+                    "y": {"field": "low", "type": "quantitative"},
+                    "y2": {"field": "high"},
+                    "color": {"field": "series", "type": "nominal"},
+                },
+            }
         )
-    _now_marker(fig, now)
-    return theme.style(fig, TIME_AXIS, "Stock on hand (units)", legend_title="System")
+    colour = theme.legend("series", "System", domain, colours)
+    value = {"field": "value", "type": "quantitative", "scale": {"zero": False}, "axis": theme.WHOLE_NUMBERS}
+    layers = [*_step_layers(rows, value, colour), *layers, *theme.now_marker(now)]
+    return theme.vega(layers, TIME_AXIS, "Stock on hand (units)")
 
 
-def completeness_curves(promotions: Sequence[Mapping[str, Any]], now: datetime) -> go.Figure:
+def completeness_curves(promotions: Sequence[Mapping[str, Any]], now: datetime) -> VegaSpec:
     """Each promotion's share of activated targets over time (step lines, held to now)."""
-    fig = go.Figure()
-    for index, promotion in enumerate(promotions):
-        curve = list(promotion.get("completeness_curve") or [])
+    rows: list[dict[str, Any]] = []
+    names: list[str] = []
+    for promotion in promotions:
+        curve = [
+            (str(p["time"]), float(p["completeness"])) for p in promotion.get("completeness_curve") or []
+        ]
         if not curve:
             continue
-        fig.add_trace(
-            go.Scatter(
-                name=str(promotion["promo_id"]),
-                x=[p["time"] for p in curve] + [now],
-                y=[p["completeness"] for p in curve] + [curve[-1]["completeness"]],
-                mode="lines+markers",
-                line={"shape": "hv", "width": 3, "color": theme.PALETTE[index % len(theme.PALETTE)]},
-                hovertemplate="%{y}% at %{x}<extra>" + str(promotion["promo_id"]) + "</extra>",
-            )
-        )
-    _now_marker(fig, now)
-    fig.update_yaxes(range=[0, 105])
-    return theme.style(fig, TIME_AXIS, "Targets activated (%)", legend_title="Promotion")
+        names.append(str(promotion["promo_id"]))
+        rows += [
+            {"series": names[-1], "time": t, "value": v, "held": held}
+            for t, v, held in _held_to_now(curve, now)
+        ]
+    colours = [theme.PALETTE[index % len(theme.PALETTE)] for index in range(len(names))]
+    colour = theme.legend("series", "Promotion", names, colours)
+    share = {"field": "value", "type": "quantitative", "scale": {"domain": [0, 100]}}
+    return theme.vega(
+        [*_step_layers(rows, share, colour), *theme.now_marker(now)], TIME_AXIS, "Targets activated (%)"
+    )
 
 
-def lag_heatmap(promotions: Sequence[Mapping[str, Any]]) -> go.Figure:
+def lag_heatmap(promotions: Sequence[Mapping[str, Any]]) -> VegaSpec:
     """Store (or channel) by promotion: activation lag in minutes; cells of targets that have not
     activated are coloured by status (missing red, pending grey) instead of a lag."""
     promo_ids = [str(p["promo_id"]) for p in promotions]
     targets = sorted({str(t["target"]) for p in promotions for t in p.get("targets") or []})
-    lag: list[list[float | None]] = []
-    waiting: list[list[float | None]] = []
-    text: list[list[str]] = []
+    lagging: list[dict[str, Any]] = []
+    waiting: list[dict[str, Any]] = []
     for target in targets:
-        lag_row: list[float | None] = []
-        waiting_row: list[float | None] = []
-        text_row: list[str] = []
         for promotion in promotions:
             found = next((t for t in promotion.get("targets") or [] if str(t["target"]) == target), None)
             status = str(found.get("status", "")) if found else ""
+            cell = {
+                "target": target,
+                "promotion": str(promotion["promo_id"]),
+                "status": status.replace("_", " "),
+            }
             if found is not None and found.get("lag_seconds") is not None:
-                lag_row.append(round(float(found["lag_seconds"]) / 60, 1))
-                waiting_row.append(None)
-                text_row.append(f"{duration_text(float(found['lag_seconds']))} ({status.replace('_', ' ')})")
-            else:
-                lag_row.append(None)
-                waiting_row.append({"missing": 1.0, "pending": 0.0}.get(status))
-                text_row.append(status)
-        lag.append(lag_row)
-        waiting.append(waiting_row)
-        text.append(text_row)
-    common = {"x": promo_ids, "y": targets, "text": text, "xgap": 2, "ygap": 2}
-    fig = go.Figure(
-        [
-            go.Heatmap(
-                z=lag,
-                texttemplate="%{text}",
-                colorscale=[[0, "#E8F5E9"], [0.3, "#FFE082"], [1, "#EF6C00"]],
-                colorbar={"title": {"text": "Lag (min)"}},
-                hovertemplate="%{y} · %{x}: %{text}<extra></extra>",
-                name="lag",
-                **common,
-            ),
-            go.Heatmap(
-                z=waiting,
-                texttemplate="<b>%{text}</b>",
-                textfont={"color": "white"},
-                colorscale=[[0, theme.STATUS_COLOURS["pending"]], [1, theme.STATUS_COLOURS["missing"]]],
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                hovertemplate="%{y} · %{x}: %{text}<extra></extra>",
-                name="not activated",
-                **common,
-            ),
-        ]
+                seconds = float(found["lag_seconds"])
+                lagging.append({**cell, "lag": round(seconds / 60, 1), "text": duration_text(seconds)})
+            elif status in ("missing", "pending"):
+                waiting.append({**cell, "text": status})
+    x = {"field": "promotion", "type": "nominal", "sort": promo_ids, "axis": {"labelAngle": 0}}
+    y = {"field": "target", "type": "nominal", "sort": targets}
+    tooltip = [
+        {"field": "target"},
+        {"field": "promotion"},
+        {"field": "text", "title": "lag or state"},
+        {"field": "status"},
+    ]
+    cells = {"type": "rect", "stroke": "white", "strokeWidth": 2}
+    lag_colour = {
+        "field": "lag",
+        "type": "quantitative",
+        "scale": {"range": ["#E8F5E9", "#FFE082", "#EF6C00"]},
+        "legend": {"title": "Lag (min)"},
+    }
+    state_colour = theme.legend(
+        "text",
+        "Not activated",
+        ["pending", "missing"],
+        [theme.STATUS_COLOURS["pending"], theme.STATUS_COLOURS["missing"]],
     )
-    fig.update_xaxes(type="category", showgrid=False)
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
-    return theme.style(fig, "Promotion", "Store or channel", height=140 + 34 * max(len(targets), 1))
+    layers: list[VegaSpec] = [
+        {
+            "data": {"values": lagging},
+            "mark": cells,
+            "encoding": {"x": x, "y": y, "color": lag_colour, "tooltip": tooltip},
+        },
+        {
+            "data": {"values": waiting},
+            "mark": cells,
+            "encoding": {"x": x, "y": y, "color": state_colour, "tooltip": tooltip},
+        },
+        {
+            "data": {"values": [*lagging, *waiting]},
+            "mark": {"type": "text", "fontSize": 12},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "text": {"field": "text"},
+                "color": {"condition": {"test": "datum.lag == null", "value": "white"}, "value": "#1F2430"},
+            },
+        },
+    ]
+    return theme.vega(
+        layers,
+        "Promotion",
+        "Store or channel",
+        height={"step": 34},
+        resolve={"scale": {"color": "independent"}},
+    )
 
 
 def kpi_trend(
@@ -356,48 +410,73 @@ def kpi_trend(
     days: tuple[str, str],
     scale: float = 1.0,
     bars: bool = False,
-) -> go.Figure:
+) -> VegaSpec:
     """A daily series field per channel over the period ``days`` (first day, last day): counts as
     grouped bars, durations as lines (``scale`` converts, e.g. seconds to minutes)."""
-    fig = go.Figure()
+    first, last = (date.fromisoformat(day[:10]) for day in days)
+    period = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     channels = sorted({str(row["channel"]) for row in series})
-    for index, channel in enumerate(channels):
-        rows = [row for row in series if row["channel"] == channel and row.get(field) is not None]
-        if not rows:
-            continue
-        colour = theme.PALETTE[index % len(theme.PALETTE)]
-        x = [row["day"] for row in rows]
-        y = [float(row[field]) * scale for row in rows]
-        if bars:
-            fig.add_trace(go.Bar(name=channel, x=x, y=y, marker={"color": colour}))
-        else:
-            fig.add_trace(
-                go.Scatter(name=channel, x=x, y=y, mode="lines+markers", line={"width": 3, "color": colour})
-            )
-    first, last = (datetime.fromisoformat(day) for day in days)
-    fig.update_xaxes(
-        type="date", tickformat="%d %b", range=[first - timedelta(hours=12), last + timedelta(hours=12)]
-    )
-    highest = max((max(trace.y) for trace in fig.data if trace.y), default=0)
-    # Counts are whole numbers: a tick every unit (or every fifth of the range), never "0.5 orders".
-    fig.update_yaxes(rangemode="tozero", dtick=max(1, math.ceil(highest / 5)) if bars else None)
-    fig.update_layout(barmode="group")
-    return theme.style(fig, "Day (UTC)", y_title, height=320, legend_title="Channel")
+    rows = [
+        {"day": str(row["day"])[:10], "channel": str(row["channel"]), "value": float(row[field]) * scale}
+        for row in series
+        if row.get(field) is not None
+    ]
+    colours = [theme.PALETTE[index % len(theme.PALETTE)] for index in range(len(channels))]
+    colour = theme.legend("channel", "Channel", channels, colours)
+    x = {
+        "field": "day",
+        "type": "ordinal",
+        "scale": {"domain": period},
+        "axis": {"labelExpr": "timeFormat(toDate(datum.value + 'T12:00:00'), '%d %b')", "labelAngle": 0},
+    }
+    y: dict[str, Any] = {"field": "value", "type": "quantitative", "scale": {"zero": True}}
+    tooltip = [
+        {"field": "day"},
+        {"field": "channel"},
+        {"field": "value", "title": y_title, "format": ",.4~f"},
+    ]
+    encoding: VegaSpec = {"x": x, "y": y, "color": colour, "tooltip": tooltip}
+    if bars:
+        y["axis"] = theme.WHOLE_NUMBERS
+        encoding["xOffset"] = {"field": "channel", "sort": channels}
+        mark: VegaSpec = {"type": "bar"}
+    else:
+        mark = {"type": "line", "point": True, "strokeWidth": 3}
+    layer = {"data": {"values": rows}, "mark": mark, "encoding": encoding}
+    return theme.vega([layer], "Day (UTC)", y_title, height=300)
 
 
-def top_stores(stores: Sequence[Mapping[str, Any]]) -> go.Figure:
+def top_stores(stores: Sequence[Mapping[str, Any]]) -> VegaSpec:
     """Stores by stalled rate (the API's ranking), with the counts behind each rate."""
-    fig = go.Figure(
-        go.Bar(
-            orientation="h",
-            y=[str(s["store_id"]) for s in stores],
-            x=[float(s["stalled_rate"]) * 100 for s in stores],
-            text=[f"{s['stalled']} of {s['open']} open" for s in stores],
-            textposition="auto",
-            marker={"color": theme.STATUS_COLOURS["stalled"]},
-            showlegend=False,
+    rows: list[dict[str, Any]] = [
+        {
+            "store": str(s["store_id"]),
+            "rate": round(float(s["stalled_rate"]) * 100, 1),
+            "text": f"{s['stalled']} of {s['open']} open",
+        }
+        for s in stores
+    ]
+    x = {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 100]}}
+    y = {"field": "store", "type": "nominal", "sort": [row["store"] for row in rows]}
+    layers: list[VegaSpec] = [
+        {
+            "data": {"values": rows},
+            "mark": {"type": "bar", "color": theme.STATUS_COLOURS["stalled"]},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "tooltip": [{"field": "store"}, {"field": "rate", "title": "stalled %"}, {"field": "text"}],
+            },
+        },
+    ]
+    # The counts beside each bar; inside the bar's end when a label after it would leave the chart.
+    for inside in (False, True):
+        place = {"align": "right", "dx": -6, "color": "white"} if inside else {"align": "left", "dx": 6}
+        layers.append(
+            {
+                "data": {"values": [row for row in rows if (row["rate"] > _LABEL_INSIDE) == inside]},
+                "mark": {"type": "text", "fontSize": 12, **place},
+                "encoding": {"x": x, "y": y, "text": {"field": "text"}},
+            }
         )
-    )
-    fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_xaxes(range=[0, 100])
-    return theme.style(fig, "Stalled rate (% of open orders)", "Store", height=140 + 32 * max(len(stores), 1))
+    return theme.vega(layers, "Stalled rate (% of open orders)", "Store", height={"step": 30})

@@ -1,12 +1,13 @@
 """The dashboard's shared look: page frame, colours per source system and status, banners, charts.
 
-Every chart goes through ``style``, which refuses a figure without axis titles: a number on a
-chart means nothing to an executive without its unit.
+Every chart goes through ``style`` (Plotly) or ``vega`` (Vega-Lite), which refuse a chart without
+axis titles: a number on a chart means nothing to an executive without its unit.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -54,6 +55,15 @@ FONT = "Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif"
 VIEW_PATHS = {"order": "order", "sku": "sku", "promotion": "operations"}
 LINK_TEXT = r"\?\w+=(.*)"  # a table's link column shows the id, not the URL
 
+VegaSpec = dict[str, Any]
+WHOLE_NUMBERS: VegaSpec = {"tickMinStep": 1, "format": "d"}  # units and orders: never "0.5 orders"
+_VEGA_CONFIG: VegaSpec = {
+    "font": FONT,
+    "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": "#E6E8EC"},
+    "legend": {"orient": "top", "labelFontSize": 12, "titleFontSize": 12},
+    "view": {"stroke": None},
+}
+
 
 def deep_link(parameter: str, value: str) -> str:
     """A link to the view of ``value`` (``order?order=W-1``), relative so it works under any base URL."""
@@ -74,9 +84,8 @@ def status_colour(status: str) -> str:
 
 
 def style(fig: go.Figure, x_title: str, y_title: str, height: int = 380, legend_title: str = "") -> go.Figure:
-    """The shared chart layout; ``x_title`` and ``y_title`` say what an axis holds and in which unit."""
-    if not x_title.strip() or not y_title.strip():
-        raise ValueError("Every chart needs both axis titles, with their units.")
+    """The shared Plotly layout; ``x_title`` and ``y_title`` say what an axis holds and in which unit."""
+    _require_titles(x_title, y_title)
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -89,9 +98,72 @@ def style(fig: go.Figure, x_title: str, y_title: str, height: int = 380, legend_
     return fig
 
 
+def _require_titles(x_title: str, y_title: str) -> None:
+    if not x_title.strip() or not y_title.strip():
+        raise ValueError("Every chart needs both axis titles, with their units.")
+
+
+def vega(
+    layers: list[VegaSpec], x_title: str, y_title: str, height: int | VegaSpec = 380, **top: Any
+) -> VegaSpec:
+    """A Vega-Lite chart of ``layers`` in the shared look; each layer's x and y get the axis titles
+    (Vega-Lite shows a title shared by layers once). ``height`` in pixels, or ``{"step": n}`` pixels
+    per row of a chart with a row per store. ``top``: more top-level keys (``resolve``)."""
+    _require_titles(x_title, y_title)
+    for layer in layers:
+        encoding = layer.get("encoding", {})
+        for channel, title in (("x", x_title), ("y", y_title)):
+            if channel in encoding and "value" not in encoding[channel]:
+                encoding[channel]["title"] = title
+    return {"height": height, "layer": layers, "config": _VEGA_CONFIG, **top}
+
+
+# Tick labels in UTC, 24-hour clock; the date at midnight.
+_UTC_TICK = "utcFormat(datum.value, utchours(datum.value) + utcminutes(datum.value) == 0 ? '%d %b' : '%H:%M')"
+
+
+def time_axis(field: str) -> VegaSpec:
+    """An x encoding of ISO times, labelled in UTC whatever the browser's time zone."""
+    return {"field": field, "type": "temporal", "scale": {"type": "utc"}, "axis": {"labelExpr": _UTC_TICK}}
+
+
+def legend(field: str, title: str, domain: list[str], colours: list[str]) -> VegaSpec:
+    """A colour encoding of ``field`` with one fixed colour per value, in ``domain`` order."""
+    return {
+        "field": field,
+        "type": "nominal",
+        "scale": {"domain": domain, "range": colours},
+        "legend": {"title": title},
+    }
+
+
+def now_marker(now: datetime) -> list[VegaSpec]:
+    """A dotted vertical line at ``now`` labelled "now" (layers of a time-axis chart)."""
+    data = {"values": [{"time": now.isoformat()}]}
+    x = time_axis("time")
+    return [
+        {
+            "data": data,
+            "mark": {"type": "rule", "strokeDash": [3, 3], "color": NOW_COLOUR},
+            "encoding": {"x": x},
+        },
+        {
+            "data": data,
+            "mark": {"type": "text", "text": "now", "baseline": "bottom", "dy": -2, "color": NOW_COLOUR},
+            "encoding": {"x": x, "y": {"value": 0}},
+        },
+    ]
+
+
 def axis_titles(spec: dict[str, Any]) -> dict[str, str]:
-    """Every axis title of a figure's JSON (``xaxis``, ``yaxis``, ``xaxis2``...), for checks."""
-    titles = {}
+    """Every axis title of a chart's JSON, for checks: a Plotly figure's axes (``xaxis``, ``yaxis``,
+    ``xaxis2``...), or a Vega-Lite spec's x and y (named ``xaxis`` and ``yaxis`` alike)."""
+    titles: dict[str, str] = {}
+    for layer in spec.get("layer", []):
+        for channel in ("x", "y"):
+            encoding = layer.get("encoding", {}).get(channel) or {}
+            if "field" in encoding or "datum" in encoding:
+                titles.setdefault(f"{channel}axis", str(encoding.get("title", "")))
     for name, axis in spec.get("layout", {}).items():
         if (name.startswith("xaxis") or name.startswith("yaxis")) and isinstance(axis, dict):
             title = axis.get("title") or {}
@@ -99,8 +171,11 @@ def axis_titles(spec: dict[str, Any]) -> dict[str, str]:
     return titles
 
 
-def chart(fig: go.Figure, key: str | None = None) -> None:
-    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+def chart(fig: go.Figure | VegaSpec, key: str | None = None) -> None:
+    if isinstance(fig, go.Figure):
+        st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+    else:
+        st.vega_lite_chart(spec=fig, width="stretch", key=key)
 
 
 def page_header(title: str, caption: str) -> None:

@@ -19,7 +19,8 @@ from tests.dashboard.estate import PROMOTION, READ_TOKEN, SKU, STALLED, STALLED_
 from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
 
 OUTPUT = REPO / "tests" / "output"
-CHART = '[data-testid="stPlotlyChart"] .main-svg'
+# A drawn chart: Plotly's SVG, or the root group Vega draws into its SVG (one per chart).
+CHART = '[data-testid="stPlotlyChart"] .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
 WAIT_MS = 45_000
 
 
@@ -83,7 +84,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def _open(page: Page, url: str, charts: int) -> None:
-    """Go to ``url`` and wait until ``charts`` plotly charts have drawn their SVG."""
+    """Go to ``url`` and wait until ``charts`` charts have drawn their SVG."""
     page.goto(url, wait_until="domcontentloaded")
     if not charts:
         return

@@ -15,6 +15,7 @@ from dashboard.pages.operations import ALERTS, INGEST, PROMOTIONS, STALLED_ORDER
 from dashboard.settings import API_TOKEN_ENV, API_URL_ENV
 from dashboard.theme import axis_titles
 from tests.dashboard.alerts_stub import AlertsApi
+from tests.dashboard.charts import series
 from tests.dashboard.estate import (
     CANCELLED,
     INGEST_ONLY_TOKEN,
@@ -89,8 +90,9 @@ def texts(at: AppTest) -> str:
 
 
 def charts(at: AppTest) -> list[dict[str, Any]]:
-    """The figure JSON of every plotly chart, each checked for titled axes."""
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    """The JSON of every chart (Plotly figures, then Vega-Lite specs), each checked for titled axes."""
+    elements = [*at.get("plotly_chart"), *at.get("vega_lite_chart")]
+    specs = [json.loads(chart.proto.spec) for chart in elements]
     for spec in specs:
         titles = axis_titles(spec)
         assert {"xaxis", "yaxis"} <= set(titles), titles
@@ -165,7 +167,7 @@ def test_unknown_order_is_not_known_and_near_ids_are_suggested(open_page: Open) 
     assert "Order 'W-10032' is not known" in at.warning[0].value
     suggestions = [button.label for button in at.button]
     assert "W-10023" in suggestions and "W-10031" in suggestions
-    assert not at.get("plotly_chart")
+    assert not charts(at)
     next(b for b in at.button if b.label == "W-10023").click().run()
     assert f"Order {STALLED}" in texts(at)
 
@@ -193,9 +195,9 @@ def test_sku_shows_stock_per_system_the_variance_and_its_events(open_page: Open)
     assert "ERP at 042: 12 units" in page and "POS at 042: 8 units" in page
     (chart,) = charts(at)
     assert axis_titles(chart) == {"xaxis": "Time (UTC)", "yaxis": "Stock on hand (units)"}
-    lines = {trace["name"]: trace["y"] for trace in chart["data"]}
+    lines = series(chart)
     assert lines["ERP"][-1] == 12 and lines["POS"][-1] == 8 and lines["POS"][:3] == [14, 11, 9]
-    assert "spread now: 4 units" in lines
+    assert "spread now: 4 units" in chart["layer"][0]["encoding"]["color"]["scale"]["domain"]
     events = at.dataframe[-1].value
     assert {"sale", "reservation", "return", "snapshot", "adjustment"} <= set(events["kind"])
     assert "damaged" in set(events["reason"])
@@ -205,14 +207,14 @@ def test_sku_location_choice_redraws_the_chart(open_page: Open) -> None:
     at = open_page({"sku": SKU})
     at.selectbox(key="location").select("DC-2").run()
     (chart,) = charts(at)
-    assert {trace["name"] for trace in chart["data"]} == {"ERP", "WMS"}
+    assert set(series(chart)) == {"ERP", "WMS"}
     assert "WMS at DC-2: 240 units" in texts(at)
 
 
 def test_unknown_sku_is_not_known(open_page: Open) -> None:
     at = open_page({"sku": "000-00"})
     assert "SKU '000-00' is not known" in at.warning[0].value
-    assert not at.get("plotly_chart")
+    assert not charts(at)
 
 
 # -- Operations ----------------------------------------------------------------------------------
@@ -235,10 +237,11 @@ def test_promotion_deep_link_names_the_stores_still_at_the_old_price(open_page: 
         "web": "on time",
     }
     curves, heatmap = charts(at)
-    assert {t["name"] for t in curves["data"]} == {PROMOTION, PROMOTION_ON_TIME}
+    assert set(series(curves)) == {PROMOTION, PROMOTION_ON_TIME}
     assert axis_titles(curves)["yaxis"] == "Targets activated (%)"
-    assert heatmap["data"][0]["colorbar"]["title"]["text"] == "Lag (min)"
-    assert "missing" in json.dumps(heatmap["data"][1]["text"])
+    lag, waiting, _ = heatmap["layer"]
+    assert lag["encoding"]["color"]["legend"]["title"] == "Lag (min)"
+    assert {(cell["target"], cell["text"]) for cell in waiting["data"]["values"]} == {("023", "missing")}
 
 
 def test_unknown_promotion_is_not_known(open_page: Open) -> None:
@@ -249,7 +252,7 @@ def test_unknown_promotion_is_not_known(open_page: Open) -> None:
 def test_operations_lists_stalled_orders_with_filters_and_ingest_health(open_page: Open) -> None:
     at = open_page(page="operations")
     assert [tab.label for tab in at.tabs] == [STALLED_ORDERS, PROMOTIONS, ALERTS, INGEST]
-    assert not at.get("plotly_chart")  # the promotion charts wait for their tab
+    assert not charts(at)  # the promotion charts wait for their tab
     stalled = at.dataframe[0].value
     assert list(stalled["order"]) == [
         f"order?order={RETURNED}",
@@ -315,7 +318,7 @@ def test_kpi_channel_filter_asks_the_api_again(open_page: Open) -> None:
     cards = {m.label: m.value for m in at.metric}
     assert cards["Orders"] == "2" and cards["Stalled rate"] == "100.0%"  # one cancelled, one stalled
     orders_chart = charts(at)[0]
-    assert {trace["name"] for trace in orders_chart["data"]} == {"app"}
+    assert {row["channel"] for row in orders_chart["layer"][0]["data"]["values"]} == {"app"}
 
 
 # -- failures ------------------------------------------------------------------------------------

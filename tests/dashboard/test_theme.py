@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import plotly.graph_objects as go
 import pytest
 
 from dashboard import figures, theme
+from tests.dashboard.charts import colours, series, spec
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def at(minutes_ago: float) -> str:
     return (NOW - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
-
-
-def spec(fig: go.Figure) -> dict[str, Any]:
-    return dict(json.loads(fig.to_json()))
 
 
 def test_a_system_has_one_colour_whatever_names_it() -> None:
@@ -54,6 +49,26 @@ def test_style_sets_the_titles_and_the_shared_layout() -> None:
     assert theme.axis_titles(figure) == {"xaxis": "Day (UTC)", "yaxis": "Orders (count)"}
     assert figure["layout"]["height"] == 300
     assert figure["layout"]["legend"]["orientation"] == "h"
+
+
+def test_vega_refuses_a_chart_without_both_axis_titles_and_titles_every_layer() -> None:
+    with pytest.raises(ValueError, match="axis titles"):
+        theme.vega([], "Day (UTC)", "")
+    x = {"field": "day", "type": "ordinal"}
+    bars = {"mark": "bar", "encoding": {"x": dict(x), "y": {"field": "n", "type": "quantitative"}}}
+    label = {"mark": "text", "encoding": {"x": dict(x), "y": {"value": 0}, "text": {"field": "n"}}}
+    chart = spec(theme.vega([bars, label], "Day (UTC)", "Orders (count)", height=300))
+    assert [layer["encoding"]["x"]["title"] for layer in chart["layer"]] == ["Day (UTC)", "Day (UTC)"]
+    assert "title" not in chart["layer"][1]["encoding"]["y"]  # a fixed position, not an axis
+    assert theme.axis_titles(chart) == {"xaxis": "Day (UTC)", "yaxis": "Orders (count)"}
+    assert chart["height"] == 300 and chart["config"]["font"] == theme.FONT
+
+
+def test_time_axes_are_read_in_utc() -> None:
+    axis = theme.time_axis("time")
+    assert axis["scale"]["type"] == "utc" and "utcFormat" in axis["axis"]["labelExpr"]
+    rule, label = theme.now_marker(NOW)
+    assert rule["data"]["values"] == [{"time": NOW.isoformat()}] and label["mark"]["text"] == "now"
 
 
 def test_axis_titles_reads_every_axis_of_a_figure_json() -> None:
@@ -181,10 +196,25 @@ def test_stock_series_replays_counts_and_later_adjustments_per_system() -> None:
         "pos": [(at(600), 11), (at(100), 9)],
     }
     location = {"location_id": "042", "spread": 1, "systems": {"erp": {"on_hand": 10}, "pos": {"on_hand": 9}}}
-    figure = spec(figures.stock_history(SKU_EVENTS, location, NOW))
-    assert theme.axis_titles(figure)["yaxis"] == "Stock on hand (units)"
-    spread = next(trace for trace in figure["data"] if trace["name"].startswith("spread"))
-    assert spread["y"] == [9, 10] and spread["name"] == "spread now: 1 units"
+    chart = spec(figures.stock_history(SKU_EVENTS, location, NOW))
+    assert theme.axis_titles(chart) == {"xaxis": "Time (UTC)", "yaxis": "Stock on hand (units)"}
+    assert series(chart) == {"ERP": [12, 10, 10], "POS": [11, 9, 9]}  # each held to now
+    line, points = chart["layer"][:2]
+    assert line["mark"]["interpolate"] == "step-after"
+    assert len(points["data"]["values"]) == 4  # markers on the counts, not on the held ends
+    (spread,) = [layer for layer in chart["layer"] if layer["mark"].get("strokeWidth") == 6]
+    assert spread["data"]["values"][0] | {"time": None} == {
+        "series": "spread now: 1 units",
+        "time": None,
+        "low": 9,
+        "high": 10,
+    }
+    assert colours(line["encoding"]["color"]) == {
+        "ERP": theme.SYSTEM_COLOURS["ERP"],
+        "POS": theme.SYSTEM_COLOURS["POS"],
+        "spread now: 1 units": theme.MISSING_COLOUR,
+    }
+    assert line["encoding"]["y"]["axis"] == theme.WHOLE_NUMBERS
 
 
 def test_stock_series_orders_events_by_time_not_by_their_text() -> None:
@@ -202,26 +232,52 @@ def test_stock_series_orders_events_by_time_not_by_their_text() -> None:
 def test_promotion_figures_show_curves_to_now_and_missing_targets_in_red() -> None:
     curves = spec(figures.completeness_curves(PROMOTIONS, NOW))
     assert theme.axis_titles(curves) == {"xaxis": "Time (UTC)", "yaxis": "Targets activated (%)"}
-    assert curves["data"][0]["y"] == [0.0, 33.3, 33.3]  # held to now
+    assert series(curves) == {"SPRING-10": [0.0, 33.3, 33.3], "PRICE-884": [100.0, 100.0]}  # held to now
     heatmap = spec(figures.lag_heatmap(PROMOTIONS))
     assert theme.axis_titles(heatmap) == {"xaxis": "Promotion", "yaxis": "Store or channel"}
-    lag, waiting = heatmap["data"]
-    assert lag["y"] == ["017", "023", "web"] and lag["x"] == ["SPRING-10", "PRICE-884"]
-    assert lag["z"] == [[19.0, 2.0], [None, None], [None, None]]
-    assert waiting["z"] == [[None, None], [1.0, None], [0.0, None]]
-    assert waiting["text"][1][0] == "missing" and waiting["text"][2][0] == "pending"
+    lag, waiting, labels = heatmap["layer"]
+    assert {(c["target"], c["promotion"]): c["lag"] for c in lag["data"]["values"]} == {
+        ("017", "SPRING-10"): 19.0,
+        ("017", "PRICE-884"): 2.0,
+    }
+    assert lag["encoding"]["color"]["legend"]["title"] == "Lag (min)"
+    assert {(c["target"], c["promotion"]): c["text"] for c in waiting["data"]["values"]} == {
+        ("023", "SPRING-10"): "missing",
+        ("web", "SPRING-10"): "pending",
+    }
+    assert colours(waiting["encoding"]["color"])["missing"] == theme.STATUS_COLOURS["missing"]
+    assert heatmap["resolve"] == {"scale": {"color": "independent"}}  # two colour scales, two legends
+    assert {c["text"] for c in labels["data"]["values"]} == {"19 min", "2 min", "missing", "pending"}
+    assert lag["encoding"]["y"]["sort"] == ["017", "023", "web"]
 
 
 def test_kpi_figures_have_units_and_whole_number_ticks_for_counts() -> None:
     days = ("2026-11-21", "2026-11-27")
     orders = spec(figures.kpi_trend(SERIES, "orders", "Orders (count)", days, bars=True))
     assert theme.axis_titles(orders) == {"xaxis": "Day (UTC)", "yaxis": "Orders (count)"}
-    assert [trace["type"] for trace in orders["data"]] == ["bar", "bar"]
-    assert orders["layout"]["yaxis"]["dtick"] == 3  # 12 orders at most: a tick every 3
+    (bars,) = orders["layer"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["xOffset"]["field"] == "channel"
+    assert bars["encoding"]["y"]["axis"] == theme.WHOLE_NUMBERS  # whole orders on the ticks
+    assert bars["encoding"]["x"]["scale"]["domain"] == [f"2026-11-{day}" for day in range(21, 28)]
+    assert [(row["day"], row["value"]) for row in bars["data"]["values"]] == [
+        ("2026-11-26", 1),
+        ("2026-11-27", 12),
+    ]
     ready = spec(
         figures.kpi_trend(SERIES, "order_to_ready_p50_seconds", "Order to ready p50 (min)", days, 1 / 60)
     )
-    assert [trace["name"] for trace in ready["data"]] == ["web"] and ready["data"][0]["y"] == [30.0]
-    stores = spec(figures.top_stores([{"store_id": "023", "stalled": 1, "open": 2, "stalled_rate": 0.5}]))
+    (line,) = ready["layer"]
+    assert [(row["channel"], row["value"]) for row in line["data"]["values"]] == [("web", 30.0)]
+    assert line["mark"]["type"] == "line" and "axis" not in line["encoding"]["y"]
+    ranked = [
+        {"store_id": "017", "stalled": 1, "open": 1, "stalled_rate": 1.0},
+        {"store_id": "023", "stalled": 1, "open": 2, "stalled_rate": 0.5},
+    ]
+    stores = spec(figures.top_stores(ranked))
     assert theme.axis_titles(stores) == {"xaxis": "Stalled rate (% of open orders)", "yaxis": "Store"}
-    assert stores["data"][0]["x"] == [50.0] and stores["data"][0]["text"] == ["1 of 2 open"]
+    bars, after, inside = stores["layer"]
+    assert bars["data"]["values"][1] == {"store": "023", "rate": 50.0, "text": "1 of 2 open"}
+    assert bars["encoding"]["y"]["sort"] == ["017", "023"]  # the API's ranking, not the alphabet
+    assert [row["text"] for row in after["data"]["values"]] == ["1 of 2 open"]
+    assert [row["text"] for row in inside["data"]["values"]] == ["1 of 1 open"]  # 100%: no room after it
+    assert inside["mark"]["align"] == "right"
