@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.dashboard.estate import PROMOTION, READ_TOKEN, SKU, STALLED, STALLED_RECEIPT
+from tests.dashboard.estate import PICKUP_CODE, PROMOTION, READ_TOKEN, READY, SKU, STALLED, STALLED_RECEIPT
 from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
 
 OUTPUT = REPO / "tests" / "output"
@@ -163,3 +163,17 @@ def test_unknown_order_suggests_near_ids_and_a_suggestion_opens_it(dashboard: st
     page.wait_for_selector(CHART, timeout=WAIT_MS)
     _visible(page, "not reserved: SLA 10 min")
     assert f"order={STALLED}" in page.url  # the search box is bound to the deep link
+
+
+def test_a_receipt_pasted_into_the_open_order_page_shows_that_order(dashboard: str, page: Page) -> None:
+    """The counter case: the page is open on one order, the next customer's id is pasted and Enter pressed."""
+    _open(page, f"{dashboard}/?order={PICKUP_CODE}", 2)
+    _visible(page, f"Order {READY}")
+    box = page.get_by_label("Order id")
+    box.fill(STALLED_RECEIPT)
+    box.press("Enter")
+    _visible(page, f"found by {STALLED_RECEIPT}")
+    _visible(page, "not reserved: SLA 10 min")
+    page.wait_for_url(f"**order={STALLED_RECEIPT}*", timeout=WAIT_MS)  # a link to give a colleague
+    assert page.get_by_text(f"Order {READY}").count() == 0
+    _shot(page, "order-pasted")
