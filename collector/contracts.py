@@ -152,7 +152,11 @@ _is_number = _TYPE_CHECKS["number"]
 
 
 def _fast_check(schema: Any) -> _Check | None:
-    """A predicate equal to ``Draft202012Validator(schema).is_valid``, or None for other keywords."""
+    """A predicate equal to ``Draft202012Validator(schema).is_valid``, or None for other keywords.
+
+    Predicates are plain loops, not ``all``/``any`` over generators: a generator costs a frame per
+    call, and a contract runs a few dozen predicates per event on the ingest path.
+    """
     if not isinstance(schema, dict):
         return None
     checks = []
@@ -162,22 +166,74 @@ def _fast_check(schema: Any) -> _Check | None:
             if check is None:
                 return None
             checks.append(check)
+    if len(checks) == 1:
+        return checks[0]
 
     def conforms(instance: Any) -> bool:
-        return all(check(instance) for check in checks)
+        for check in checks:  # noqa: SIM110 (not all() over a generator: see above)
+            if not check(instance):
+                return False
+        return True
 
     return conforms
+
+
+def _type_check(names: list[str]) -> _Check:
+    tests = [_TYPE_CHECKS[name] for name in names]
+    if len(tests) == 1:
+        return tests[0]
+
+    def one_of_the_types(v: Any) -> bool:
+        for test in tests:  # noqa: SIM110 (not any() over a generator: see _fast_check)
+            if test(v):
+                return True
+        return False
+
+    return one_of_the_types
+
+
+def _properties_check(subs: list[tuple[str, _Check]]) -> _Check:
+    def properties_conform(v: Any) -> bool:
+        if isinstance(v, dict):
+            for name, sub in subs:
+                if name in v and not sub(v[name]):
+                    return False
+        return True
+
+    return properties_conform
+
+
+def _additional_check(known: frozenset[str], extra: _Check) -> _Check:
+    def additional_conform(v: Any) -> bool:
+        if isinstance(v, dict):
+            for key, item in v.items():
+                if key not in known and not extra(item):
+                    return False
+        return True
+
+    return additional_conform
+
+
+def _items_check(item: _Check) -> _Check:
+    def items_conform(v: Any) -> bool:
+        if isinstance(v, list):
+            for x in v:
+                if not item(x):
+                    return False
+        return True
+
+    return items_conform
 
 
 def _keyword_check(keyword: str, value: Any, schema: Mapping[str, Any]) -> _Check | None:
     if keyword == "type":
         names = value if isinstance(value, list) else [value]
-        if not all(name in _TYPE_CHECKS for name in names):
+        if not names or not all(name in _TYPE_CHECKS for name in names):
             return None
-        tests = [_TYPE_CHECKS[name] for name in names]
-        return lambda v: any(test(v) for test in tests)
+        return _type_check(names)
     if keyword == "required" and isinstance(value, list):
-        return lambda v: not isinstance(v, dict) or all(name in v for name in value)
+        required = frozenset(value)
+        return lambda v: not isinstance(v, dict) or required <= v.keys()
     if keyword == "properties" and isinstance(value, dict):
         subs: list[tuple[str, _Check]] = []
         for name, sub_schema in value.items():
@@ -185,20 +241,19 @@ def _keyword_check(keyword: str, value: Any, schema: Mapping[str, Any]) -> _Chec
             if sub is None:
                 return None
             subs.append((name, sub))
-        return lambda v: not isinstance(v, dict) or all(name not in v or sub(v[name]) for name, sub in subs)
+        return _properties_check(subs)
     if keyword == "additionalProperties" and value is True:
         return lambda v: True
     if keyword == "additionalProperties" and "patternProperties" not in schema:
         extra = _fast_check(value)
-        known = frozenset(schema.get("properties", {}))
         if extra is None:
             return None
-        return lambda v: not isinstance(v, dict) or all(k in known or extra(x) for k, x in v.items())
+        return _additional_check(frozenset(schema.get("properties", {})), extra)
     if keyword == "items":
         item = _fast_check(value)
         if item is None or "prefixItems" in schema:
             return None
-        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+        return _items_check(item)
     if keyword == "enum" and isinstance(value, list) and all(isinstance(e, str) for e in value):
         allowed = frozenset(value)
         return lambda v: isinstance(v, str) and v in allowed

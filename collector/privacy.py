@@ -82,15 +82,25 @@ class PersonalData:
         return scrubbed
 
     def scrub_data(self, data: Any) -> Any:
-        """Return JSON ``data`` with personal values hashed at any depth."""
+        """Return JSON ``data`` with personal values hashed at any depth.
+
+        Copy on write: what holds nothing personal is returned as it is (the same objects), so
+        the common event costs a walk, not a copy.
+        """
         if isinstance(data, dict):
-            out: dict[str, Any] = {}
+            out: dict[str, Any] | None = None
             for key, value in data.items():
-                if self.is_personal(str(key)) and value is not None and not isinstance(value, (dict, list)):
-                    out[key] = self.hash(str(value))
+                if isinstance(value, (dict, list)):
+                    scrubbed = self.scrub_data(value)
+                elif value is not None and self.is_personal(str(key)):
+                    scrubbed = self.hash(str(value))
                 else:
-                    out[key] = self.scrub_data(value)
-            return out
+                    continue
+                if scrubbed is not value:
+                    out = out if out is not None else dict(data)
+                    out[key] = scrubbed
+            return data if out is None else out
         if isinstance(data, list):
-            return [self.scrub_data(item) for item in data]
+            items = [self.scrub_data(item) for item in data]
+            return data if all(new is old for new, old in zip(items, data, strict=True)) else items
         return data

@@ -285,6 +285,18 @@ def test_personal_data_is_hashed_in_rows_and_quarantine() -> None:
     assert privacy.hash("ana@example.com") in rejection.payload
 
 
+def test_scrubbing_copies_only_what_holds_personal_data() -> None:
+    privacy = PersonalData()
+    clean = {"order_id": "W-1", "lines": [{"sku": "884-12", "qty": 1}], "store": {"id": "042"}}
+    assert privacy.scrub_data(clean) is clean
+    document = {"order_id": "W-1", "lines": [{"sku": "884-12"}, {"sku": "1", "email": "a@b.c"}], "n": None}
+    scrubbed = privacy.scrub_data(document)
+    assert scrubbed["lines"][1]["email"] == privacy.hash("a@b.c")
+    assert document["lines"][1]["email"] == "a@b.c"  # what was received is left as it was
+    assert scrubbed["lines"][0] is document["lines"][0] and scrubbed["n"] is None
+    assert privacy.scrub_data({"email": None, "phone": ["+41 79"]}) == {"email": None, "phone": ["+41 79"]}
+
+
 def test_a_refused_personal_value_is_not_echoed() -> None:
     privacy = PersonalData()
     registry = ContractRegistry.builtin().with_user_contracts(
