@@ -185,7 +185,7 @@ class SpanColumns:
             self.business.append(self._resource_business)
         else:
             fallback = zip(_BUSINESS_SOURCES, self._resource_business, strict=True)
-            self.business.append(tuple(attributes.get(source, value) for source, value in fallback))
+            self.business.append(tuple([attributes.get(source, value) for source, value in fallback]))
 
     def table(self, received_at_ns: int) -> pa.Table:
         """The spans added so far as a ``SPAN_SCHEMA`` table."""
