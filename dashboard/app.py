@@ -12,7 +12,9 @@ import streamlit as st
 
 from dashboard.client import Api
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages": Streamlit would route a new server's first request through that folder itself,
+# before this script's st.navigation exists (the sidebar then lists the files, app.py included).
+PAGES = Path(__file__).resolve().parent / "views"
 # (query parameter, page file, title, icon, url path); the first one named in the URL opens.
 VIEWS = (
     ("order", "order.py", "Order", ":material/receipt_long:", "order"),

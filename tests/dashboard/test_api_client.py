@@ -13,9 +13,9 @@ from dashboard import client, theme
 from dashboard.app import VIEWS, landing
 from dashboard.client import BAD_REQUEST, FAILED, NOT_FOUND, REFUSED, UNAVAILABLE, UNREACHABLE, Api, Problem
 from dashboard.exposition import byte_text, ingest_health, parse, rates
-from dashboard.pages.kpis import Card, cards, delta_text, period_days, value_text, window
-from dashboard.pages.order import near_matches, trace_choices
 from dashboard.silencing import MatcherError, alert_row, ends_at, parse_matchers, silence_row
+from dashboard.views.kpis import Card, cards, delta_text, period_days, value_text, window
+from dashboard.views.order import near_matches, trace_choices
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,21 +32,21 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def dashboard(estate_node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``milepost dashboard`` against the estate node, with its read token; yields the dashboard's URL."""
+@contextmanager
+def _serve_dashboard(node: NodeProcess, log_dir: Path) -> Iterator[str]:
+    """``milepost dashboard`` against ``node``, with its read token; yields the dashboard's URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    log_path = log_dir / "dashboard.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MILEPOST_")}
-    command = [*MILEPOST, "dashboard", "--api", estate_node.url, "--port", str(port), "--token", READ_TOKEN]
+    command = [*MILEPOST, "dashboard", "--api", node.url, "--port", str(port), "--token", READ_TOKEN]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=log_path.parent)
     try:
         wait_until(lambda: process.poll() is not None or _healthy(url), 90, f"the dashboard on {url}", 0.2)
         assert process.poll() is None, f"milepost dashboard exited: {log_path.read_text()}"
         announced = log_path.read_text()
-        assert f"dashboard on {url} reading {estate_node.url}" in announced, announced
+        assert f"dashboard on {url} reading {node.url}" in announced, announced
         assert READ_TOKEN not in announced
         yield url
     finally:
@@ -55,6 +56,12 @@ def dashboard(estate_node: NodeProcess, tmp_path_factory: pytest.TempPathFactory
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def dashboard(estate_node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve_dashboard(estate_node, tmp_path_factory.mktemp("dashboard-log")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +184,16 @@ def test_a_receipt_pasted_into_the_open_order_page_shows_that_order(dashboard: s
     page.wait_for_url(f"**order={STALLED_RECEIPT}*", timeout=WAIT_MS)  # a link to give a colleague
     assert page.get_by_text(f"Order {READY}").count() == 0
     _shot(page, "order-pasted")
+
+
+def test_a_new_servers_first_visit_by_deep_link_gets_the_dashboards_own_navigation(
+    estate_node: NodeProcess, page: Page, tmp_path: Path
+) -> None:
+    """Streamlit routes a fresh server's first request through a ``pages/`` folder beside the entry
+    script, if there is one, before ``st.navigation`` exists: the page then ran without the frame."""
+    with _serve_dashboard(estate_node, tmp_path) as url:
+        _open(page, f"{url}/kpis", 4)
+        sidebar = page.get_by_test_id("stSidebar")
+        for text in ("Milepost", "Operations", "KPIs", f"API: {estate_node.url}"):
+            sidebar.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=WAIT_MS)
+        assert "app" not in sidebar.inner_text().split()

@@ -11,9 +11,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard.pages.operations import ALERTS, INGEST, PROMOTIONS, STALLED_ORDERS, VIEW_KEY
 from dashboard.settings import API_TOKEN_ENV, API_URL_ENV
 from dashboard.theme import axis_titles
+from dashboard.views.operations import ALERTS, INGEST, PROMOTIONS, STALLED_ORDERS, VIEW_KEY
 from tests.dashboard.alerts_stub import AlertsApi
 from tests.dashboard.charts import series
 from tests.dashboard.estate import (
@@ -54,7 +54,7 @@ def open_page(estate_node: NodeProcess, monkeypatch: pytest.MonkeyPatch) -> Iter
             at.query_params[name] = value
         at.run()
         if page is not None:
-            at.switch_page(str(Path("pages") / f"{page}.py"))
+            at.switch_page(str(Path("views") / f"{page}.py"))
             at.run()
         assert not at.exception, at.exception
         return at
