@@ -23,8 +23,13 @@ STATE_SQL = (
     + ", '')"
 )
 
-# Neither cancelled nor reconciled: the order still has a step ahead of it.
-OPEN_SQL = "first_cancelled IS NULL AND first_reconciled IS NULL"
+# Not cancelled, and not settled: never reconciled, or returned or refunded since its last
+# reconciliation (a return reopens a reconciled order until the refund is reconciled too, as the
+# returned -> refunded -> reconciled SLA rules expect), so every stalled order is an open one.
+OPEN_SQL = (
+    "first_cancelled IS NULL AND (last_reconciled IS NULL"
+    " OR ifNull(last_returned > last_reconciled, 0) OR ifNull(last_refunded > last_reconciled, 0))"
+)
 
 # A posting failed and no posting succeeded at or after it.
 FAILED_POSTING_SQL = "posting_failures > 0 AND (last_posting IS NULL OR last_posting < last_posting_failure)"

@@ -501,6 +501,32 @@ def test_cancelled_orders_are_never_stalled(live: InProcessNode) -> None:
     assert orders(live.url, status="all", store_id=store)["total"] == 1
 
 
+def test_a_return_after_reconciliation_reopens_the_order(live: InProcessNode) -> None:
+    """Stalled orders are a share of open ones: a reconciled order returned two days ago without a
+    refund is stalled (returned -> refunded, 1 day), so it is open again, in the list and the KPIs."""
+    oid, store, t = uid("W"), uid("S"), now()
+    start = t - timedelta(days=5)
+    send(
+        live,
+        accepted(oid, start, store=store),
+        milestone("retail.payment.confirmed", oid, start + timedelta(minutes=1)),
+        milestone("retail.order.fulfilled", oid, start + timedelta(hours=2)),
+        milestone("retail.finance.reconciled", oid, start + timedelta(hours=3)),
+    )
+    assert orders(live.url, status="open", store_id=store)["total"] == 0  # settled
+    send(live, milestone("retail.order.returned", oid, t - timedelta(days=2), store_id=store))
+    found = order(live.url, oid)
+    assert (found["stalled"]["after"], found["stalled"]["expected"]) == ("returned", "refunded")
+    assert orders(live.url, status="open", store_id=store)["total"] == 1
+    kpis = get(live.url, "/api/v1/kpis", store_id=store, since=rfc3339(start - timedelta(days=1))).json()
+    stores = {row["store_id"]: row for row in kpis["top_stalled_stores"]}
+    assert (stores[store]["stalled"], stores[store]["open"]) == (1, 1)
+    send(live, milestone("retail.refund.issued", oid, t - timedelta(hours=1), amount=19.9))
+    assert orders(live.url, status="open", store_id=store)["total"] == 1  # the refund is not reconciled yet
+    send(live, milestone("retail.finance.reconciled", oid, t - timedelta(minutes=30), source="erp/sap"))
+    assert orders(live.url, status="open", store_id=store)["total"] == 0
+
+
 def test_sla_rules_apply_per_scope(guarded: NodeProcess) -> None:
     bopis, ship, t = uid("B"), uid("SH"), now()
     reserved_at = t - timedelta(hours=1)
