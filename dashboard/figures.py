@@ -35,6 +35,7 @@ LIFECYCLE = (
 LINKED_ROW = "linked spans & events"
 TIME_AXIS = "Time (UTC)"
 _LABEL_INSIDE = 70  # % stalled beyond which a bar's label is written inside its end
+_LABELLED_COLUMNS = 8  # promotions up to which each lag cell carries its text (tooltips always do)
 
 
 def _now_marker(fig: go.Figure, now: datetime) -> None:
@@ -383,17 +384,23 @@ def lag_heatmap(promotions: Sequence[Mapping[str, Any]]) -> VegaSpec:
             "mark": cells,
             "encoding": {"x": x, "y": y, "color": state_colour, "tooltip": tooltip},
         },
-        {
-            "data": {"values": [*lagging, *waiting]},
-            "mark": {"type": "text", "fontSize": 12},
-            "encoding": {
-                "x": x,
-                "y": y,
-                "text": {"field": "text"},
-                "color": {"condition": {"test": "datum.lag == null", "value": "white"}, "value": "#1F2430"},
-            },
-        },
     ]
+    if len(promo_ids) <= _LABELLED_COLUMNS:
+        layers.append(
+            {
+                "data": {"values": [*lagging, *waiting]},
+                "mark": {"type": "text", "fontSize": 12},
+                "encoding": {
+                    "x": x,
+                    "y": y,
+                    "text": {"field": "text"},
+                    "color": {
+                        "condition": {"test": "datum.lag == null", "value": "white"},
+                        "value": "#1F2430",
+                    },
+                },
+            }
+        )
     return theme.vega(
         layers,
         "Promotion",
@@ -456,7 +463,7 @@ def top_stores(stores: Sequence[Mapping[str, Any]]) -> VegaSpec:
         }
         for s in stores
     ]
-    x = {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 100]}}
+    x = {"field": "rate", "type": "quantitative", "scale": {"domain": [0, 100], "clamp": True}}
     y = {"field": "store", "type": "nominal", "sort": [row["store"] for row in rows]}
     layers: list[VegaSpec] = [
         {

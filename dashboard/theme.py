@@ -60,7 +60,9 @@ WHOLE_NUMBERS: VegaSpec = {"tickMinStep": 1, "format": "d"}  # units and orders:
 _VEGA_CONFIG: VegaSpec = {
     "font": FONT,
     "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": "#E6E8EC"},
-    "legend": {"orient": "top", "labelFontSize": 12, "titleFontSize": 12},
+    # Two entries a row (charts are often half the page wide): twenty promotions would otherwise run
+    # off the edge.
+    "legend": {"orient": "top", "columns": 2, "labelFontSize": 12, "titleFontSize": 12, "labelLimit": 200},
     "view": {"stroke": None},
 }
 

@@ -249,6 +249,10 @@ def test_promotion_figures_show_curves_to_now_and_missing_targets_in_red() -> No
     assert heatmap["resolve"] == {"scale": {"color": "independent"}}  # two colour scales, two legends
     assert {c["text"] for c in labels["data"]["values"]} == {"19 min", "2 min", "missing", "pending"}
     assert lag["encoding"]["y"]["sort"] == ["017", "023", "web"]
+    many = [{**PROMOTIONS[1], "promo_id": f"P-{n}"} for n in range(9)]
+    crowded = spec(figures.lag_heatmap(many))
+    assert len(crowded["layer"]) == 2  # nine columns: no room for the cell texts, tooltips only
+    assert crowded["layer"][0]["encoding"]["tooltip"]
 
 
 def test_kpi_figures_have_units_and_whole_number_ticks_for_counts() -> None:
@@ -281,3 +285,4 @@ def test_kpi_figures_have_units_and_whole_number_ticks_for_counts() -> None:
     assert [row["text"] for row in after["data"]["values"]] == ["1 of 2 open"]
     assert [row["text"] for row in inside["data"]["values"]] == ["1 of 1 open"]  # 100%: no room after it
     assert inside["mark"]["align"] == "right"
+    assert bars["encoding"]["x"]["scale"]["clamp"] is True  # a rate over 100% stays on the chart
