@@ -35,7 +35,7 @@ LIFECYCLE = (
 LINKED_ROW = "linked spans & events"
 TIME_AXIS = "Time (UTC)"
 _LABEL_INSIDE = 70  # % stalled beyond which a bar's label is written inside its end
-_LABELLED_COLUMNS = 8  # promotions up to which each lag cell carries its text (tooltips always do)
+_LABELLED_COLUMNS = 6  # promotions up to which each lag cell carries its text (tooltips always do)
 
 
 def _now_marker(fig: go.Figure, now: datetime) -> None:
@@ -349,10 +349,17 @@ def lag_heatmap(promotions: Sequence[Mapping[str, Any]]) -> VegaSpec:
             }
             if found is not None and found.get("lag_seconds") is not None:
                 seconds = float(found["lag_seconds"])
-                lagging.append({**cell, "lag": round(seconds / 60, 1), "text": duration_text(seconds)})
+                text = duration_text(seconds)
+                short = "<1 min" if seconds < 60 else text  # "under a minute" is wider than a cell
+                lagging.append({**cell, "lag": round(seconds / 60, 1), "text": text, "label": short})
             elif status in ("missing", "pending"):
-                waiting.append({**cell, "text": status})
-    x = {"field": "promotion", "type": "nominal", "sort": promo_ids, "axis": {"labelAngle": 0}}
+                waiting.append({**cell, "text": status, "label": status})
+    # A couple of promotion ids fit level; up to six are slanted so that each is shown; with more,
+    # Vega leaves out every other label rather than overlap them (the tooltips name every cell).
+    axis: VegaSpec = {"labelAngle": 0 if len(promo_ids) <= 2 else -45, "labelLimit": 200}
+    if len(promo_ids) <= 6:
+        axis["labelOverlap"] = False
+    x = {"field": "promotion", "type": "nominal", "sort": promo_ids, "axis": axis}
     y = {"field": "target", "type": "nominal", "sort": targets}
     tooltip = [
         {"field": "target"},
@@ -393,7 +400,7 @@ def lag_heatmap(promotions: Sequence[Mapping[str, Any]]) -> VegaSpec:
                 "encoding": {
                     "x": x,
                     "y": y,
-                    "text": {"field": "text"},
+                    "text": {"field": "label"},
                     "color": {
                         "condition": {"test": "datum.lag == null", "value": "white"},
                         "value": "#1F2430",

@@ -98,15 +98,16 @@ def ago_text(seconds: float) -> str:
 
 
 def system_name(source: str) -> str:
-    """The system behind an event source or a span's service: ``pos/042`` is POS, ``inventory-service``
-    is Inventory service."""
+    """The system behind an event source or a span's service: ``pos/042`` and ``pos-store-042`` are
+    POS, ``inventory-service`` is Inventory service."""
     head = source.strip().strip("/").split("/", 1)[0]
     if not head:
         return "An unnamed system"
-    known = _SYSTEMS.get(head.lower())
+    words = head.replace("-", " ").replace("_", " ").strip()
+    # "erp-finance" is the ERP and "pos-store-008" a POS, as "erp/sap" and "pos/042" are.
+    known = _SYSTEMS.get(head.lower()) or _SYSTEMS.get(words.split(" ", 1)[0].lower())
     if known:
         return known
-    words = head.replace("-", " ").replace("_", " ").strip()
     return words[:1].upper() + words[1:]
 
 

@@ -38,6 +38,7 @@ SYSTEM_COLOURS = {
     "WMS": "#009E73",
     "Payments": "#CC79A7",
     "Pricing": "#332288",
+    "OMS": "#8C6D31",
 }
 STATUS_COLOURS = {
     "ok": "#2E8540",

@@ -21,6 +21,10 @@ def test_a_system_has_one_colour_whatever_names_it() -> None:
     assert theme.system_colour("pos/042") == theme.system_colour("pos/017") == theme.system_colour("POS")
     assert theme.system_colour("erp/sap") == theme.SYSTEM_COLOURS["ERP"]
     assert theme.system_colour("shop/web") != theme.system_colour("pos/042")
+    # The demo's systems: ERP's finance module and the stores' POS read as ERP and POS, OMS has its own.
+    assert theme.system_colour("erp-finance/s4") == theme.SYSTEM_COLOURS["ERP"]
+    assert theme.system_colour("pos-store-008") == theme.system_colour("pos/store-008")
+    assert len({theme.system_colour(s) for s in ("oms/eu-west-1", "pos/001", "erp/sap", "wms/dc-1")}) == 4
 
 
 def test_unknown_systems_get_a_palette_colour_that_never_changes() -> None:
@@ -247,11 +251,17 @@ def test_promotion_figures_show_curves_to_now_and_missing_targets_in_red() -> No
     }
     assert colours(waiting["encoding"]["color"])["missing"] == theme.STATUS_COLOURS["missing"]
     assert heatmap["resolve"] == {"scale": {"color": "independent"}}  # two colour scales, two legends
-    assert {c["text"] for c in labels["data"]["values"]} == {"19 min", "2 min", "missing", "pending"}
+    assert {c["label"] for c in labels["data"]["values"]} == {"19 min", "2 min", "missing", "pending"}
+    quick = [{**PROMOTIONS[1], "targets": [{"target": "017", "status": "on_time", "lag_seconds": 20.0}]}]
+    (cell,) = spec(figures.lag_heatmap(quick))["layer"][2]["data"]["values"]
+    assert (cell["label"], cell["text"]) == (
+        "<1 min",
+        "under a minute",
+    )  # short in the cell, whole in the tooltip
     assert lag["encoding"]["y"]["sort"] == ["017", "023", "web"]
-    many = [{**PROMOTIONS[1], "promo_id": f"P-{n}"} for n in range(9)]
+    many = [{**PROMOTIONS[1], "promo_id": f"P-{n}"} for n in range(7)]
     crowded = spec(figures.lag_heatmap(many))
-    assert len(crowded["layer"]) == 2  # nine columns: no room for the cell texts, tooltips only
+    assert len(crowded["layer"]) == 2  # seven columns: no room for the cell texts, tooltips only
     assert crowded["layer"][0]["encoding"]["tooltip"]
 
 
