@@ -245,12 +245,24 @@ def _held_to_now(points: Sequence[tuple[str, float]], now: datetime) -> list[tup
 
 
 def _step_layers(rows: list[dict[str, Any]], y: dict[str, Any], colour: dict[str, Any]) -> list[VegaSpec]:
-    """Step lines of ``rows`` (time, series, value, held) coloured by series, markers on the real points."""
+    """Step lines of ``rows`` (time, series, value, held) coloured by series, markers on the real points.
+
+    Systems that agree draw the same line: each series is drawn thinner than the one before it, so
+    lines on top of each other show as nested stripes of every colour instead of the last one.
+    """
     x = theme.time_axis("time")
+    domain = list(colour["scale"]["domain"])
+    widths = {name: 3 + 3 * (len(domain) - 1 - index) for index, name in enumerate(domain)}
+    ordered = sorted(rows, key=lambda row: domain.index(row["series"]) if row["series"] in domain else 0)
     line = {
-        "data": {"values": rows},
-        "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 3},
-        "encoding": {"x": x, "y": y, "color": colour},
+        "data": {"values": [{**row, "width": widths.get(row["series"], 3)} for row in ordered]},
+        "mark": {"type": "line", "interpolate": "step-after"},
+        "encoding": {
+            "x": x,
+            "y": y,
+            "color": colour,
+            "strokeWidth": {"field": "width", "type": "quantitative", "scale": None, "legend": None},
+        },
     }
     tooltip = [
         {"field": "series", "title": "series"},

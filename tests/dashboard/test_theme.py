@@ -219,6 +219,14 @@ def test_stock_series_replays_counts_and_later_adjustments_per_system() -> None:
         "spread now: 1 units": theme.MISSING_COLOUR,
     }
     assert line["encoding"]["y"]["axis"] == theme.WHOLE_NUMBERS
+    # Agreeing systems draw one line: each is thinner than the one under it, so every colour shows.
+    assert {row["series"]: row["width"] for row in line["data"]["values"]} == {"ERP": 9, "POS": 6}
+    assert line["encoding"]["strokeWidth"] == {
+        "field": "width",
+        "type": "quantitative",
+        "scale": None,
+        "legend": None,
+    }
 
 
 def test_stock_series_orders_events_by_time_not_by_their_text() -> None:
