@@ -322,7 +322,8 @@ def _ingest(api: Api) -> None:
             {
                 "signal": signal,
                 "accepted": health.accepted.get(signal, 0),
-                "accepted/s": round(accepted_rate.get(signal, 0.0), 2),
+                # Blank until a second read gives a rate: 0/s would say nothing is arriving.
+                "accepted/s": round(accepted_rate.get(signal, 0.0), 2) if previous is not None else None,
                 "rejected": health.rejected.get(signal, 0),
                 "quarantined": health.quarantined.get(signal, 0),
                 "duplicates": health.duplicates.get(signal, 0),

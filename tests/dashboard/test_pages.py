@@ -270,6 +270,8 @@ def test_operations_lists_stalled_orders_with_filters_and_ingest_health(open_pag
     assert "Quarantined: 1" in page and "WAL backlog" in page and "Storage: up" in page
     quarantine = at.dataframe[-1].value
     assert list(quarantine["field"]) == ["data.channel"]
+    signals = next(frame.value for frame in at.dataframe if "accepted/s" in frame.value.columns)
+    assert signals["accepted/s"].isna().all()  # one read so far: no rate yet, not "0/s"
 
 
 def test_alerts_are_listed_and_can_be_silenced_and_expired(open_page: Open, alerts_api: AlertsApi) -> None:
