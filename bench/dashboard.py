@@ -149,7 +149,12 @@ class Timings:
     error: str = ""
 
     def warm(self, field: str) -> float | None:
-        values = [value for load in self.loads[1:] if (value := getattr(load, field)) is not None]
+        """The median of ``field`` over the loads after the first (cold) one."""
+        return self.median(field, skip=1)
+
+    def median(self, field: str, skip: int = 0) -> float | None:
+        """The median of ``field`` over the loads after the first ``skip``; None after a failure."""
+        values = [value for load in self.loads[skip:] if (value := getattr(load, field)) is not None]
         return statistics.median(values) if values and not self.error else None
 
 
@@ -479,7 +484,6 @@ def _searches(context: BrowserContext, dashboard: str, orders: list[Order]) -> T
 
 def _search_figures(timing: Timings, orders: list[Order]) -> list[Figure]:
     """Median of every search (none is cold: the page was open), answer and chart."""
-    whole = Timings([Load(0, 0), *timing.loads], timing.error)  # ``warm`` leaves the first out
     how = (
         f"median of {len(timing.loads)} searches in the open order page, from the Enter key,"
         f" each for an order not looked up before (first: {orders[1]})"
@@ -488,14 +492,14 @@ def _search_figures(timing: Timings, orders: list[Order]) -> list[Figure]:
     return [
         Figure(
             "dashboard order: search in the open page, answer shown",
-            whole.warm("answer_s"),
+            timing.median("answer_s"),
             "s",
             TARGET,
             timing.error or f"the order's caption naming the pasted id; {how}",
         ),
         Figure(
             "dashboard order: search in the open page, chart redrawn",
-            whole.warm("chart_s"),
+            timing.median("chart_s"),
             "s",
             TARGET,
             timing.error or f"the timeline redrawn for the new order; {how}",
