@@ -26,7 +26,7 @@ class AlertRow(NamedTuple):
     summary: str
     labels: dict[str, str]
     since: str
-    link: str  # a dashboard deep link ("order?order=..."), or ""
+    link: str  # a dashboard deep link ("./?order=..."), or ""
 
 
 class SilenceRow(NamedTuple):

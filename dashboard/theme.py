@@ -52,8 +52,6 @@ STATUS_COLOURS = {
 NOW_COLOUR = "#5B6170"
 MISSING_COLOUR = STATUS_COLOURS["missing"]
 FONT = "Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif"
-# The page (url path) that answers each deep-link parameter; see dashboard/app.py.
-VIEW_PATHS = {"order": "order", "sku": "sku", "promotion": "operations"}
 LINK_TEXT = r"\?\w+=(.*)"  # a table's link column shows the id, not the URL
 
 VegaSpec = dict[str, Any]
@@ -69,8 +67,12 @@ _VEGA_CONFIG: VegaSpec = {
 
 
 def deep_link(parameter: str, value: str) -> str:
-    """A link to the view of ``value`` (``order?order=W-1``), relative so it works under any base URL."""
-    return f"{VIEW_PATHS[parameter]}?{parameter}={quote(value, safe='')}"
+    """A link to the view of ``value`` (``./?order=W-1``), relative so it works under any base URL.
+
+    The dashboard's root: there the parameter picks the page (``app.landing``). A page's own path
+    would not do: the page a URL's parameter opens is the app's default, which Streamlit serves at
+    the root only (``/order?order=W-1`` opens with a "Page not found" dialog)."""
+    return f"./?{parameter}={quote(value, safe='')}"
 
 
 def system_colour(source_or_system: str) -> str:

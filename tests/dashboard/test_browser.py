@@ -11,11 +11,13 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from dashboard.theme import deep_link
 from tests.dashboard.estate import PICKUP_CODE, PROMOTION, READ_TOKEN, READY, SKU, STALLED, STALLED_RECEIPT
 from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
 
@@ -23,6 +25,8 @@ OUTPUT = REPO / "tests" / "output"
 # A drawn chart: Plotly's SVG, or the root group Vega draws into its SVG (one per chart).
 CHART = '[data-testid="stPlotlyChart"] .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
 WAIT_MS = 45_000
+# Where the stalled table's link to order W-10024 leads from the Operations page.
+TABLE_LINK = urljoin("/operations", deep_link("order", "W-10024"))
 
 
 def _healthy(url: str) -> bool:
@@ -132,8 +136,7 @@ def _visible(page: Page, text: str) -> None:
         ),
         ("kpis", "/kpis", 4, ["Order to ready p50", "Top stores by stalled rate"]),
         ("operations", "/operations", 0, ["Stalled orders", "3 of 3 stalled orders match"]),
-        # Where a table's order link leads (relative "order?order=ID" from any page).
-        ("order-link", "/order?order=W-10024", 1, ["Order W-10024", "Nothing is late."]),
+        ("order-link", TABLE_LINK, 1, ["Order W-10024", "Nothing is late."]),
     ],
 )
 def test_each_view_renders_its_charts_and_answer(
@@ -143,6 +146,7 @@ def test_each_view_renders_its_charts_and_answer(
     for text in words:
         _visible(page, text)
     assert "Traceback" not in page.content()
+    assert page.get_by_text("Page not found").count() == 0  # Streamlit's dialog for a path it lacks
     assert _shot(page, name).stat().st_size > 10_000
 
 

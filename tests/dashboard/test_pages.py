@@ -255,16 +255,16 @@ def test_operations_lists_stalled_orders_with_filters_and_ingest_health(open_pag
     assert not charts(at)  # the promotion charts wait for their tab
     stalled = at.dataframe[0].value
     assert list(stalled["order"]) == [
-        f"order?order={RETURNED}",
-        f"order?order={STALLED}",
-        "order?order=A-20040",
+        f"./?order={RETURNED}",
+        f"./?order={STALLED}",
+        "./?order=A-20040",
     ]
     assert "3 of 3 stalled orders match" in texts(at)
     at.selectbox(key="stalled-store").select("042").run()
     assert list(at.dataframe[0].value["waiting for"]) == ["reserved"]
     at.selectbox(key="stalled-store").select("All").run()
     at.number_input(key="stalled-age").set_value(60).run()
-    assert list(at.dataframe[0].value["order"]) == [f"order?order={RETURNED}"]
+    assert list(at.dataframe[0].value["order"]) == [f"./?order={RETURNED}"]
     assert "No alert is firing." in texts(open_tab(at, ALERTS))  # the node has no alert rules
     page = texts(open_tab(at, INGEST))
     assert "Quarantined: 1" in page and "WAL backlog" in page and "Storage: up" in page
@@ -278,7 +278,7 @@ def test_alerts_are_listed_and_can_be_silenced_and_expired(open_page: Open, aler
     at = open_tab(open_page(page="operations", url=alerts_api.url), ALERTS)
     alerts = next(frame.value for frame in at.dataframe if "alert" in frame.value.columns)
     assert list(alerts["alert"]) == ["stalled-orders"]
-    assert list(alerts["open"]) == [f"order?order={STALLED}"]
+    assert list(alerts["open"]) == [f"./?order={STALLED}"]
     preset = f"expected=reserved, kind=stalled_orders, order_id={STALLED}, severity=warning, store_id=042"
     at.selectbox(key="silence-preset").select(preset).run()
     assert at.text_input(key="silence-matchers").value == preset
