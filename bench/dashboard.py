@@ -12,8 +12,9 @@ records, in the page's own clock (``performance.now()``, from navigation start) 
   summary sentence (``stAlert`` with text: where the order is and what is late; which locations'
   systems disagree and by how many units; how far the promotion got); Operations: the
   stalled-orders table (``stDataFrame``); KPIs: the first headline card (``stMetric``).
-- **chart drawn**: the first chart's drawing: Plotly's SVG on the order page (``stPlotlyChart
-  .main-svg``), Vega's root group elsewhere (``stVegaLiteChart svg.marks g.root``).
+- **chart drawn**: the first chart's drawing: Plotly's SVG on the order page (``.milepost-plotly
+  .main-svg``, drawn by the dashboard's plotly.js bundle), Vega's root group elsewhere
+  (``stVegaLiteChart svg.marks g.root``).
 
 **Searching in the open page.** A store manager keeps the dashboard open at the counter and pastes
 the next receipt into the search box: the page's JavaScript, Plotly included, is already running.
@@ -27,8 +28,9 @@ Each load is checked untimed afterwards (the page names the right order, SKU or 
 
 **The floor.** A page of Streamlit and a chart alone costs time in this browser on this machine
 whatever the dashboard does: the websocket, the script run, the React render, the chart library's
-bundle. So the run also serves a minimal Streamlit app (``st.title`` and one 3-point chart: Plotly,
-or Vega-Lite with ``?chart=vega``) with the same ``streamlit run`` flags as ``milepost dashboard``,
+bundle. So the run also serves a minimal Streamlit app (``st.title`` and one 3-point chart: Plotly
+drawn as the dashboard draws it, through ``theme.chart``, or Vega-Lite with ``?chart=vega``) with the
+same ``streamlit run`` flags and static files as ``milepost dashboard``,
 and measures it in the same browser: its heading and its chart are the floor of an answer and of a
 chart drawn by that library. A page's ``ceiling_ratio`` is its time divided by the floor of its
 chart library (as ``bench.correlator`` divides a lookup's latency by a bare primary-key SELECT's):
@@ -65,6 +67,7 @@ from playwright.sync_api import BrowserContext, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from bench.report import BENCH_DIR, Figure, record, show
+from dashboard import theme
 from dashboard.command import APP, streamlit_command
 from simulator.demo import SKUS, STORES, Child
 from simulator.estate import build_estate
@@ -82,7 +85,7 @@ TABLE = '[data-testid="stDataFrame"]'
 METRIC = '[data-testid="stMetric"]'
 HEADING = '[data-testid="stHeading"]'
 # A drawn chart: Plotly's SVG (the order page), or the root group Vega draws into its SVG.
-CHART = '[data-testid="stPlotlyChart"] .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
+CHART = '.milepost-plotly .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
 PLOTLY, VEGA = "Plotly", "Vega-Lite"
 FLOOR_APP = """\
 import streamlit as st
@@ -96,7 +99,9 @@ if st.query_params.get("chart") == "vega":
 else:
     import plotly.graph_objects as go
 
-    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[2, 1, 3], mode="markers")))
+    from dashboard import theme
+
+    theme.chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[2, 1, 3], mode="markers")))
 """
 # Records, in the page's clock, when each probe's selector first matches (with text, if asked).
 OBSERVER = """\
@@ -236,6 +241,7 @@ def _start_floor(tmp: Path) -> tuple[Child, str]:
     app = tmp / "floor" / "floor.py"
     app.parent.mkdir()
     app.write_text(FLOOR_APP)
+    (app.parent / "static").symlink_to(Path(theme.__file__).parent / "static")  # the plotly.js bundle
     port = free_port()
     args = [str(app) if arg == str(APP) else arg for arg in streamlit_command(port, "127.0.0.1")]
     floor = Child("floor streamlit", args, tmp / "floor.log")

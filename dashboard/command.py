@@ -65,6 +65,9 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "light",
         "--theme.primaryColor",
         "#0072B2",
+        # dashboard/static holds the plotly.js bundle the order page's charts are drawn with.
+        "--server.enableStaticServing",
+        "true",
     ]
 
 

@@ -1,9 +1,9 @@
 """Charts built from the API's JSON: pure functions, styled through ``theme``.
 
-The order page's timeline and trace waterfall are Plotly figures (``theme.style``). Every other chart
-is a Vega-Lite spec (``theme.vega``) with its data inline: in this browser Streamlit draws a
-Vega-Lite chart about a second sooner than a Plotly one on a page's first load (its Plotly bundle is
-4.7 MB of JavaScript to compile; measured with ``bench.dashboard``'s floor page for each).
+The order page's timeline and trace waterfall are Plotly figures (``theme.style``), drawn by
+``theme.chart`` with plotly.js's basic bundle. Every other chart is a Vega-Lite spec (``theme.vega``)
+with its data inline, which Streamlit draws as soon or sooner on a page's first load (compare
+``bench.dashboard``'s floor pages for each library).
 
 Nothing here computes a business figure; it only places the API's numbers on axes (the stock
 lines replay the snapshots and adjustments the API lists, as the API itself does).

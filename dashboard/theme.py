@@ -7,7 +7,9 @@ axis titles: a number on a chart means nothing to an executive without its unit.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -51,14 +53,22 @@ STATUS_COLOURS = {
 }
 NOW_COLOUR = "#5B6170"
 MISSING_COLOUR = STATUS_COLOURS["missing"]
-FONT = "Source Sans Pro, Segoe UI, Helvetica, Arial, sans-serif"
+FONT = '"Source Sans", "Source Sans Pro", "Segoe UI", Helvetica, Arial, sans-serif'  # Streamlit's own first
+TEXT_COLOUR, LABEL_COLOUR, GRID_COLOUR = "#31333F", "#808495", "#E6E8EC"
 LINK_TEXT = r"\?\w+=(.*)"  # a table's link column shows the id, not the URL
 
 VegaSpec = dict[str, Any]
+# Plotly figures are drawn by plotly.js's basic bundle, served by Streamlit from dashboard/static
+# (``--server.enableStaticServing``; the path is relative so it works under any base URL).
+PLOTLY_BUNDLE = "app/static/plotly-basic.min.js"
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+_plotly_chart = st.components.v2.component(
+    "milepost_plotly", js=(Path(__file__).parent / "plotly_chart.js").read_text(), isolate_styles=False
+)
 WHOLE_NUMBERS: VegaSpec = {"tickMinStep": 1, "format": "d"}  # units and orders: never "0.5 orders"
 _VEGA_CONFIG: VegaSpec = {
     "font": FONT,
-    "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": "#E6E8EC"},
+    "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": GRID_COLOUR},
     # Two entries a row (charts are often half the page wide): twenty promotions would otherwise run
     # off the edge.
     "legend": {"orient": "top", "columns": 2, "labelFontSize": 12, "titleFontSize": 12, "labelLimit": 200},
@@ -88,15 +98,39 @@ def status_colour(status: str) -> str:
     return STATUS_COLOURS.get(status, NOW_COLOUR)
 
 
+_AXIS = {
+    "automargin": True,
+    "gridcolor": GRID_COLOUR,
+    "linecolor": GRID_COLOUR,
+    "tickfont": {"color": LABEL_COLOUR, "size": 12},
+    "title": {"font": {"color": LABEL_COLOUR, "size": 13}},
+}
+# The page's look for Plotly figures (Streamlit's own chart theme does not reach them: theme.chart
+# draws them itself), in place of plotly.py's default template.
+PLOTLY_TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"family": FONT, "size": 13, "color": TEXT_COLOUR},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": _AXIS,
+        "yaxis": _AXIS,
+        "hoverlabel": {"font": {"family": FONT}},
+        "legend": {
+            "font": {"size": 12},
+            "title": {"side": "top", "font": {"size": 12, "color": LABEL_COLOUR}},
+        },
+    }
+)
+
+
 def style(fig: go.Figure, x_title: str, y_title: str, height: int = 380, legend_title: str = "") -> go.Figure:
     """The shared Plotly layout; ``x_title`` and ``y_title`` say what an axis holds and in which unit."""
     _require_titles(x_title, y_title)
     fig.update_layout(
+        template=PLOTLY_TEMPLATE,
         height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        font={"family": FONT, "size": 13},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": {"text": legend_title}},
-        hoverlabel={"font": {"family": FONT}},
     )
     fig.update_xaxes(title_text=x_title, showgrid=True, zeroline=False)
     fig.update_yaxes(title_text=y_title, showgrid=True, zeroline=False)
@@ -177,8 +211,10 @@ def axis_titles(spec: dict[str, Any]) -> dict[str, str]:
 
 
 def chart(fig: go.Figure | VegaSpec, key: str | None = None) -> None:
+    """Draw a Plotly figure (through the dashboard's own plotly.js bundle) or a Vega-Lite spec."""
     if isinstance(fig, go.Figure):
-        st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+        figure = json.loads(fig.to_json())
+        _plotly_chart(data={"src": PLOTLY_BUNDLE, "figure": figure, "config": PLOTLY_CONFIG}, key=key)
     else:
         st.vega_lite_chart(spec=fig, width="stretch", key=key)
 

@@ -22,8 +22,9 @@ from tests.dashboard.estate import PICKUP_CODE, PROMOTION, READ_TOKEN, READY, SK
 from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
 
 OUTPUT = REPO / "tests" / "output"
-# A drawn chart: Plotly's SVG, or the root group Vega draws into its SVG (one per chart).
-CHART = '[data-testid="stPlotlyChart"] .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
+# A drawn chart: Plotly's SVG (drawn by the dashboard's plotly.js bundle), or the root group Vega
+# draws into its SVG (one per chart).
+CHART = '.milepost-plotly .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
 WAIT_MS = 45_000
 # Where the stalled table's link to order W-10024 leads from the Operations page.
 TABLE_LINK = urljoin("/operations", deep_link("order", "W-10024"))
@@ -188,6 +189,14 @@ def test_a_receipt_pasted_into_the_open_order_page_shows_that_order(dashboard: s
     page.wait_for_url(f"**order={STALLED_RECEIPT}*", timeout=WAIT_MS)  # a link to give a colleague
     assert page.get_by_text(f"Order {READY}").count() == 0
     _shot(page, "order-pasted")
+
+
+def test_a_chart_whose_library_does_not_load_says_so_and_the_answer_stays(dashboard: str, page: Page) -> None:
+    page.route("**/plotly-basic.min.js", lambda route: route.abort())
+    page.goto(f"{dashboard}/?order={STALLED_RECEIPT}", wait_until="domcontentloaded")
+    _visible(page, "not reserved: SLA 10 min")
+    _visible(page, "The chart could not be drawn: app/static/plotly-basic.min.js did not load.")
+    assert page.locator(CHART).count() == 0
 
 
 def test_a_new_servers_first_visit_by_deep_link_gets_the_dashboards_own_navigation(

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.settings import API_TOKEN_ENV, API_URL_ENV
-from dashboard.theme import axis_titles
+from dashboard.theme import PLOTLY_BUNDLE, axis_titles
 from dashboard.views.operations import ALERTS, INGEST, PROMOTIONS, STALLED_ORDERS, VIEW_KEY
 from tests.dashboard.alerts_stub import AlertsApi
 from tests.dashboard.charts import series
@@ -91,8 +91,10 @@ def texts(at: AppTest) -> str:
 
 def charts(at: AppTest) -> list[dict[str, Any]]:
     """The JSON of every chart (Plotly figures, then Vega-Lite specs), each checked for titled axes."""
-    elements = [*at.get("plotly_chart"), *at.get("vega_lite_chart")]
-    specs = [json.loads(chart.proto.spec) for chart in elements]
+    plotly = [json.loads(chart.proto.json) for chart in at.get("bidi_component")]
+    assert all(chart["src"] == PLOTLY_BUNDLE for chart in plotly)
+    specs = [chart["figure"] for chart in plotly]
+    specs += [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
     for spec in specs:
         titles = axis_titles(spec)
         assert {"xaxis", "yaxis"} <= set(titles), titles

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
+from plotly.offline import get_plotlyjs_version
 
 from dashboard import figures, theme
 from tests.dashboard.charts import colours, series, spec
@@ -53,6 +56,24 @@ def test_style_sets_the_titles_and_the_shared_layout() -> None:
     assert theme.axis_titles(figure) == {"xaxis": "Day (UTC)", "yaxis": "Orders (count)"}
     assert figure["layout"]["height"] == 300
     assert figure["layout"]["legend"]["orientation"] == "h"
+    # The page's look, not plotly.py's default template (its blue-grey plot area).
+    assert figure["layout"]["template"]["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"
+    assert figure["layout"]["template"]["layout"]["yaxis"]["automargin"] is True
+
+
+def test_the_served_plotly_bundle_draws_what_plotly_py_writes() -> None:
+    """Figures are written by plotly.py and drawn by the bundle in dashboard/static: one major version,
+    and every trace type the dashboard draws is in that (basic) bundle."""
+    bundle = Path(theme.__file__).parent / "static" / theme.PLOTLY_BUNDLE.removeprefix("app/static/")
+    header = re.search(r"plotly\.js \(basic - minified\) v(\d+)\.\d+\.\d+", bundle.read_text()[:200])
+    assert header, "dashboard/static holds plotly.js's basic bundle"
+    assert header[1] == get_plotlyjs_version().split(".")[0]
+    drawn = {
+        trace.type
+        for fig in (figures.order_timeline(ORDER, NOW), figures.trace_waterfall(SPANS))
+        for trace in fig.data
+    }
+    assert drawn <= {"scatter", "bar", "pie"}, drawn
 
 
 def test_vega_refuses_a_chart_without_both_axis_titles_and_titles_every_layer() -> None:
