@@ -32,6 +32,11 @@ export default function ({ data, parentElement }) {
     plot.className = "milepost-plotly";
     plot.style.width = "100%";
     parentElement.appendChild(plot);
+    // The page's column can change width without the window changing (the sidebar folding away):
+    // a drawn chart follows it.
+    new ResizeObserver(() => {
+      if (plot._fullLayout) window.Plotly.Plots.resize(plot);
+    }).observe(plot);
   }
   let unmounted = false;
   library(data.src)

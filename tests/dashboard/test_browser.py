@@ -24,7 +24,8 @@ from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess,
 OUTPUT = REPO / "tests" / "output"
 # A drawn chart: Plotly's SVG (drawn by the dashboard's plotly.js bundle), or the root group Vega
 # draws into its SVG (one per chart).
-CHART = '.milepost-plotly .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
+PLOTLY_CHART = ".milepost-plotly .main-svg"
+CHART = f'{PLOTLY_CHART}, [data-testid="stVegaLiteChart"] svg.marks g.root'
 WAIT_MS = 45_000
 # Where the stalled table's link to order W-10024 leads from the Operations page.
 TABLE_LINK = urljoin("/operations", deep_link("order", "W-10024"))
@@ -189,6 +190,15 @@ def test_a_receipt_pasted_into_the_open_order_page_shows_that_order(dashboard: s
     page.wait_for_url(f"**order={STALLED_RECEIPT}*", timeout=WAIT_MS)  # a link to give a colleague
     assert page.get_by_text(f"Order {READY}").count() == 0
     _shot(page, "order-pasted")
+
+
+def test_the_timeline_follows_its_column_when_the_sidebar_folds_away(dashboard: str, page: Page) -> None:
+    _open(page, f"{dashboard}/?order={STALLED_RECEIPT}", 2)
+    timeline = f"document.querySelector('{PLOTLY_CHART}').getBoundingClientRect().width"
+    narrow = page.evaluate(timeline)
+    page.get_by_test_id("stSidebarHeader").hover()
+    page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
+    page.wait_for_function(f"w => {timeline} > w + 150", arg=narrow, timeout=WAIT_MS)
 
 
 def test_a_chart_whose_library_does_not_load_says_so_and_the_answer_stays(dashboard: str, page: Page) -> None:
