@@ -1,7 +1,10 @@
 """The dashboard's entry (``streamlit run dashboard/app.py``): page frame and navigation.
 
 Deep links open their view directly: ``/?order=KEY`` the Order page, ``/?sku=SKU`` the SKU page,
-``/?promotion=ID`` the Operations page (alerts link to them).
+``/?promotion=ID`` the Operations page (alerts link to them). The Order page is the root; a link to
+the root that names another view switches to that view's own path (``/sku?sku=SKU``), which is also
+the URL a user copies from the address bar. (Making the named view the default instead would open
+``/sku?sku=SKU`` under Streamlit's "Page not found" dialog: a default page is served at the root only.)
 """
 
 from __future__ import annotations
@@ -24,22 +27,27 @@ VIEWS = (
 )
 
 
+ROOT = "order.py"
+
+
 def landing(query: dict[str, str]) -> str:
     """The page file a URL's query parameters ask for (the Order page when none does)."""
     for parameter, page, *_ in VIEWS:
         if parameter and query.get(parameter):
             return page
-    return "order.py"
+    return ROOT
 
 
 def main() -> None:
     st.set_page_config(page_title="Milepost", page_icon=":material/local_shipping:", layout="wide")
-    opened = landing(st.query_params.to_dict())
-    pages = [
-        st.Page(PAGES / page, title=title, icon=icon, url_path=path, default=page == opened)
+    pages = {
+        page: st.Page(PAGES / page, title=title, icon=icon, url_path=path, default=page == ROOT)
         for _, page, title, icon, path in VIEWS
-    ]
-    navigation = st.navigation({"Milepost": pages})
+    }
+    navigation = st.navigation({"Milepost": list(pages.values())})
+    query = st.query_params.to_dict()
+    if navigation is pages[ROOT] and landing(query) != ROOT:
+        st.switch_page(pages[landing(query)], query_params=query)
     with st.sidebar:
         st.caption(f"API: {Api.from_environment().url}")
         st.caption("Answers are cached for 10 s.")

@@ -79,9 +79,9 @@ _VEGA_CONFIG: VegaSpec = {
 def deep_link(parameter: str, value: str) -> str:
     """A link to the view of ``value`` (``./?order=W-1``), relative so it works under any base URL.
 
-    The dashboard's root: there the parameter picks the page (``app.landing``). A page's own path
-    would not do: the page a URL's parameter opens is the app's default, which Streamlit serves at
-    the root only (``/order?order=W-1`` opens with a "Page not found" dialog)."""
+    The dashboard's root, where the parameter picks the view (``app.main``): one form for every
+    view, since the Order page is the app's default and Streamlit serves it at the root only
+    (``/order?order=W-1`` would open under a "Page not found" dialog)."""
     return f"./?{parameter}={quote(value, safe='')}"
 
 

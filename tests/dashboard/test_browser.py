@@ -139,6 +139,9 @@ def _visible(page: Page, text: str) -> None:
         ("kpis", "/kpis", 4, ["Order to ready p50", "Top stores by stalled rate"]),
         ("operations", "/operations", 0, ["Stalled orders", "3 of 3 stalled orders match"]),
         ("order-link", TABLE_LINK, 1, ["Order W-10024", "Nothing is late."]),
+        # The URLs the address bar shows once a view is open: what a user copies to a colleague.
+        ("sku-address", f"/sku?sku={SKU}", 1, ["At 042 the systems disagree by 4 units"]),
+        ("promotion-address", f"/operations?promotion={PROMOTION}", 2, ["Still at the old price: 023"]),
     ],
 )
 def test_each_view_renders_its_charts_and_answer(
@@ -150,6 +153,11 @@ def test_each_view_renders_its_charts_and_answer(
     assert "Traceback" not in page.content()
     assert page.get_by_text("Page not found").count() == 0  # Streamlit's dialog for a path it lacks
     assert _shot(page, name).stat().st_size > 10_000
+
+
+def test_a_root_deep_link_leaves_the_views_own_url_in_the_address_bar(dashboard: str, page: Page) -> None:
+    _open(page, f"{dashboard}/?sku={SKU}", 1)
+    page.wait_for_url(f"{dashboard}/sku?sku={SKU}", timeout=WAIT_MS)
 
 
 def test_operations_tabs_load_on_click_and_keep_their_place_in_the_url(dashboard: str, page: Page) -> None:
