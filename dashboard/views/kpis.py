@@ -105,13 +105,15 @@ def value_text(value: float | None, unit: str) -> str:
 
 
 def delta_text(card: Card) -> str | None:
-    """The change against the previous period, signed (``+3``, ``-5 min``, ``+2.5 pp``); None without both."""
+    """The change against the previous period, signed (``+3``, ``-5 min``, ``+12 s``, ``+2.5 pp``); None
+    without both."""
     if card.value is None or card.previous is None:
         return None
     change = card.value - card.previous
     sign = "-" if change < 0 else "+"
     if card.unit == "seconds":
-        return f"{sign}{duration_text(abs(change))}"
+        # Under a minute in seconds: "+under a minute" says neither how much nor, at a glance, which way.
+        return f"{sign}{abs(change):.0f} s" if abs(change) < 59.5 else f"{sign}{duration_text(abs(change))}"
     if card.unit == "percent":
         return f"{sign}{abs(change):.1f} pp"
     return f"{sign}{abs(change):,.0f}"

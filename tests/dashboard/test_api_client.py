@@ -266,6 +266,8 @@ def test_kpi_cards_take_the_apis_figures_and_their_change() -> None:
         "+60.0 pp",
     ]
     assert delta_text(by_label["Order to ready p95"]) is None
+    small = [Card("p50", seconds, 50.0, "seconds", True, "") for seconds in (38.0, 62.0, 110.0)]
+    assert [delta_text(card) for card in small] == ["-12 s", "+12 s", "+1 min"]
     assert delta_text(by_label["Propagation completeness"]) is None  # the API gives no previous figure
     assert by_label["Failed postings"].previous is None
     assert [value_text(1800, "seconds"), value_text(60, "percent"), value_text(None, "count")] == [
