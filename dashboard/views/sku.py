@@ -102,8 +102,16 @@ def render() -> None:
     if stock:
         st.markdown("**Stock by location** (rows where the systems disagree are highlighted)")
         table = stock_table(stock)
-        styled = table.style.apply(_highlight_disagreement, axis=1).format(precision=0, na_rep="—")
-        st.dataframe(styled, hide_index=True, width="stretch")
+        styled = table.style.apply(_highlight_disagreement, axis=1).format(precision=0)
+        # Streamlit shows a missing number as "None" whatever the Styler says: each system's column
+        # says what that means, so "None" is not read as "none in stock".
+        counts = {
+            column: st.column_config.NumberColumn(
+                column, help=f"Units on hand as {column} counts them; None: {column} keeps no count here."
+            )
+            for column in table.columns[1:-2]
+        }
+        st.dataframe(styled, hide_index=True, width="stretch", column_config=counts)
         widest = max(stock, key=lambda loc: int(loc.get("spread") or 0))
         names = [str(loc["location_id"]) for loc in stock]
         chosen = st.selectbox(
@@ -114,7 +122,15 @@ def render() -> None:
         theme.chart(figures.stock_history(events, location, now), key="stock")
     if answer.get("totals"):
         st.markdown("**Units moved by orders**")
-        totals = [{k: v for k, v in row.items() if k != "sku"} for row in answer["totals"]]
+        totals = [
+            {
+                "location": row.get("location_id"),
+                "sold (units)": row.get("sold"),
+                "returned (units)": row.get("returned"),
+                "reserved (units)": row.get("reserved"),
+            }
+            for row in answer["totals"]
+        ]
         st.dataframe(totals, hide_index=True, width="stretch")
     st.markdown(f"**Events of {sku}** (newest first)")
     kinds = sorted({str(e.get("kind")) for e in events})

@@ -200,6 +200,9 @@ def test_sku_shows_stock_per_system_the_variance_and_its_events(open_page: Open)
     lines = series(chart)
     assert lines["ERP"][-1] == 12 and lines["POS"][-1] == 8 and lines["POS"][:3] == [14, 11, 9]
     assert "spread now: 4 units" in chart["layer"][0]["encoding"]["color"]["scale"]["domain"]
+    moved = at.dataframe[1].value
+    assert list(moved.columns) == ["location", "sold (units)", "returned (units)", "reserved (units)"]
+    assert "042" in set(moved["location"])
     events = at.dataframe[-1].value
     assert {"sale", "reservation", "return", "snapshot", "adjustment"} <= set(events["kind"])
     assert "damaged" in set(events["reason"])
