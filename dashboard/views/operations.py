@@ -322,7 +322,7 @@ def _ingest(api: Api) -> None:
             {
                 "signal": signal,
                 "accepted": health.accepted.get(signal, 0),
-                # Blank until a second read gives a rate: 0/s would say nothing is arriving.
+                # None until a second read gives a rate: 0/s would say nothing is arriving.
                 "accepted/s": round(accepted_rate.get(signal, 0.0), 2) if previous is not None else None,
                 "rejected": health.rejected.get(signal, 0),
                 "quarantined": health.quarantined.get(signal, 0),
@@ -332,6 +332,11 @@ def _ingest(api: Api) -> None:
         ],
         hide_index=True,
         width="stretch",
+        column_config={
+            "accepted/s": st.column_config.NumberColumn(
+                "accepted/s", help="Items per second between two reads; None until the second (15 s)."
+            )
+        },
     )
     quarantine = api.quarantine(limit=10)
     if isinstance(quarantine, Problem) or not quarantine.get("items"):
