@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -17,6 +17,7 @@ _DEEP_LINKS = (
     ("sku", "sku"),
 )
 _TIME_FIELDS = ("since", "fired_at", "active_at", "starts_at", "started_at", "updated_at")
+_URGENCY = ("critical", "error", "warning", "info")  # most urgent first; any other severity after these
 
 
 class AlertRow(NamedTuple):
@@ -70,6 +71,17 @@ def alert_row(alert: Mapping[str, Any]) -> AlertRow:
         since=since,
         link=link,
     )
+
+
+def by_urgency(rows: Iterable[AlertRow]) -> list[AlertRow]:
+    """The most urgent alerts first: by severity, then the one firing longest (no start time: last)."""
+
+    def urgency(row: AlertRow) -> tuple[int, bool, str]:
+        severity = row.severity.lower()
+        rank = _URGENCY.index(severity) if severity in _URGENCY else len(_URGENCY)
+        return rank, not row.since, row.since
+
+    return sorted(rows, key=urgency)
 
 
 def silence_row(silence: Mapping[str, Any]) -> SilenceRow:

@@ -19,7 +19,15 @@ from dashboard import figures, theme
 from dashboard.client import NOT_FOUND, REFUSED, Api, Problem
 from dashboard.exposition import IngestHealth, byte_text, ingest_health, rates
 from dashboard.sentences import duration_text, promotion_summary
-from dashboard.silencing import MatcherError, alert_row, ends_at, matcher_text, parse_matchers, silence_row
+from dashboard.silencing import (
+    MatcherError,
+    alert_row,
+    by_urgency,
+    ends_at,
+    matcher_text,
+    parse_matchers,
+    silence_row,
+)
 
 PROMOTION_KEY = "promotion"  # also the deep link's query parameter: /?promotion=ID
 VIEW_KEY = "view"  # the open tab, also a query parameter: /operations?view=Alerts
@@ -182,18 +190,19 @@ def _alerts(api: Api, now: datetime) -> None:
         else:
             theme.show_problem(alerts, "Alerts")
         return
-    rows = [alert_row(a) for a in alerts]
+    rows = by_urgency(alert_row(a) for a in alerts)
     if rows:
+        st.caption(f"{len(rows)} firing, most severe first, then the longest firing.")
         st.dataframe(
             [
                 {
                     "alert": r.name,
                     "severity": r.severity,
-                    "state": r.state,
-                    "summary": r.summary,
-                    "labels": matcher_text(r.labels),
                     "since": r.since,
                     "open": r.link or None,
+                    "summary": r.summary,
+                    "labels": matcher_text(r.labels),
+                    "state": r.state,
                 }
                 for r in rows
             ],

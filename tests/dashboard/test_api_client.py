@@ -14,7 +14,7 @@ from dashboard import client, theme
 from dashboard.app import VIEWS, landing
 from dashboard.client import BAD_REQUEST, FAILED, NOT_FOUND, REFUSED, UNAVAILABLE, UNREACHABLE, Api, Problem
 from dashboard.exposition import byte_text, ingest_health, parse, rates
-from dashboard.silencing import MatcherError, alert_row, ends_at, parse_matchers, silence_row
+from dashboard.silencing import MatcherError, alert_row, by_urgency, ends_at, parse_matchers, silence_row
 from dashboard.views.kpis import Card, cards, delta_text, period_days, value_text, window
 from dashboard.views.order import near_matches, trace_choices
 
@@ -204,6 +204,25 @@ def test_an_alert_of_the_alerts_api_becomes_a_row_linking_to_its_view() -> None:
         == "http://d/"
     )
     assert alert_row({}).name == "alert"
+
+
+def test_alerts_are_listed_most_severe_first_then_longest_firing() -> None:
+    alerts = [
+        {"rule": "lag", "severity": "info", "since": "2026-11-27T08:00:00Z"},
+        {"rule": "stalled-new", "severity": "warning", "since": "2026-11-27T10:00:00Z"},
+        {"rule": "custom", "severity": "page-someone"},
+        {"rule": "postings", "severity": "CRITICAL", "since": "2026-11-27T11:00:00Z"},
+        {"rule": "stalled-old", "severity": "warning", "since": "2026-11-27T09:00:00Z"},
+        {"rule": "stalled-unknown-start", "severity": "warning"},
+    ]
+    assert [row.name for row in by_urgency(alert_row(a) for a in alerts)] == [
+        "postings",
+        "stalled-old",
+        "stalled-new",
+        "stalled-unknown-start",
+        "lag",
+        "custom",
+    ]
 
 
 def test_silences_and_their_matchers() -> None:
