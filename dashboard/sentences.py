@@ -51,6 +51,9 @@ _SYSTEMS = {
     "payments": "Payments",
     "pricing": "Pricing",
 }
+# Names a system family in a longer service name too ("erp-finance", "pos-store-008"); the other
+# heads are ordinary words there ("web-analytics" is not the web shop).
+_FAMILIES = ("pos", "erp", "wms", "oms")
 _PAYMENT_FAILED = "retail.payment.failed"
 _POSTING_FAILED = "retail.finance.posting_failed"
 
@@ -105,7 +108,8 @@ def system_name(source: str) -> str:
         return "An unnamed system"
     words = head.replace("-", " ").replace("_", " ").strip()
     # "erp-finance" is the ERP and "pos-store-008" a POS, as "erp/sap" and "pos/042" are.
-    known = _SYSTEMS.get(head.lower()) or _SYSTEMS.get(words.split(" ", 1)[0].lower())
+    first = words.split(" ", 1)[0].lower()
+    known = _SYSTEMS.get(head.lower()) or (_SYSTEMS[first] if first in _FAMILIES else None)
     if known:
         return known
     return words[:1].upper() + words[1:]

@@ -116,6 +116,9 @@ def test_ago_text_says_just_now_under_a_minute() -> None:
         ("pos-store-008", "POS"),
         ("oms/eu-west-1", "OMS"),
         ("order_router", "Order router"),
+        ("web-shop/catalog", "Web shop"),
+        ("web-analytics", "Web analytics"),  # a word, not the web shop
+        ("app-gateway/eu", "App gateway"),
         ("", "An unnamed system"),
     ],
 )
