@@ -20,7 +20,7 @@ PACKAGES = ("milepost", "storage", "collector", "correlator", "alerts", "dashboa
 def runtime_distributions(declared: Iterable[str]) -> set[str]:
     """Every distribution the declared requirements install, transitively, with their extras."""
     seen: set[tuple[str, frozenset[str]]] = set()
-    queue = [Requirement(text) for text in declared]
+    queue = [r for r in map(Requirement, declared) if r.marker is None or r.marker.evaluate({"extra": ""})]
     while queue:
         requirement = queue.pop()
         key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
@@ -69,3 +69,4 @@ def test_the_closure_follows_extras_and_skips_what_markers_exclude() -> None:
     installed = runtime_distributions(["clickhouse-connect[chdb]>=1.12"])
     assert {"clickhouse-connect", "chdb"} <= installed
     assert "pytest" not in runtime_distributions(["hypothesis"])  # hypothesis[pytest] is an extra
+    assert not runtime_distributions(["pywin32>=300; sys_platform == 'win32'"])  # not installed here
