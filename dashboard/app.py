@@ -46,8 +46,9 @@ def main() -> None:
     }
     navigation = st.navigation({"Milepost": list(pages.values())})
     query = st.query_params.to_dict()
-    if navigation is pages[ROOT] and landing(query) != ROOT:
-        st.switch_page(pages[landing(query)], query_params=query)
+    named = landing(query)
+    if navigation is pages[ROOT] and named != ROOT:
+        st.switch_page(pages[named], query_params=query)
     with st.sidebar:
         st.caption(f"API: {Api.from_environment().url}")
         st.caption("Answers are cached for 10 s.")
