@@ -306,6 +306,7 @@ def run(size: str) -> list[Figure]:
             "ms",
             "report",
             f"GET /api/v1/orders/{{pos receipt}}; {_rounds_note(by_alias, 50)}",
+            _median_percentile(by_alias, 50) / _median_percentile(ceiling, 50),
         ),
         Figure(
             "correlator.lookup.alias_p99_ms",
@@ -313,6 +314,7 @@ def run(size: str) -> list[Figure]:
             "ms",
             "≤ 50",
             _rounds_note(by_alias, 99),
+            _median_percentile(by_alias, 99) / _median_percentile(ceiling, 99),
         ),
         Figure(
             "correlator.lookup.bare_pk_p50_ms",
