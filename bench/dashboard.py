@@ -71,7 +71,7 @@ from dashboard import theme
 from dashboard.command import APP, streamlit_command
 from simulator.demo import SKUS, STORES, Child
 from simulator.estate import build_estate
-from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, free_port, wait_until
+from tests.support import CHART_DRAWN, CHROMIUM, CHROMIUM_FLAGS, MILEPOST, free_port, wait_until
 
 SIZES = {"quick": 3, "full": 7}  # loads per page; the first of each is cold and left out of the median
 SEED = 7
@@ -84,8 +84,6 @@ ALERT = '[data-testid="stAlert"]'
 TABLE = '[data-testid="stDataFrame"]'
 METRIC = '[data-testid="stMetric"]'
 HEADING = '[data-testid="stHeading"]'
-# A drawn chart: Plotly's SVG (the order page), or the root group Vega draws into its SVG.
-CHART = '.milepost-plotly .main-svg, [data-testid="stVegaLiteChart"] svg.marks g.root'
 PLOTLY, VEGA = "Plotly", "Vega-Lite"
 FLOOR_APP = """\
 import streamlit as st
@@ -418,7 +416,7 @@ def _load(context: BrowserContext, view: View, screenshot: Path | None) -> Load:
     """Open ``view`` in a fresh tab; seconds from navigation start to its answer and to its first chart."""
     probes = [["answer", view.answer, view.answer_needs_text]]
     if view.charted:
-        probes.append(["chart", CHART, False])
+        probes.append(["chart", CHART_DRAWN, False])
     page = context.new_page()
     try:
         page.add_init_script(script=OBSERVER % json.dumps(probes))
@@ -462,11 +460,11 @@ def _searches(context: BrowserContext, dashboard: str, orders: list[Order]) -> T
     loads: list[Load] = []
     try:
         page.goto(f"{dashboard}/?order={quote(orders[0].alias)}", wait_until="commit", timeout=WAIT_MS)
-        page.locator(CHART).first.wait_for(state="visible", timeout=WAIT_MS)
+        page.locator(CHART_DRAWN).first.wait_for(state="visible", timeout=WAIT_MS)
         page.get_by_text(f"found by {orders[0].alias}").first.wait_for(state="visible", timeout=WAIT_MS)
         for order in orders[1:]:
             wanted = f"found by {order.alias}"
-            page.evaluate(SEARCH_OBSERVER, [CAPTION, wanted, CHART])
+            page.evaluate(SEARCH_OBSERVER, [CAPTION, wanted, CHART_DRAWN])
             page.fill(SEARCH_BOX, order.alias)
             page.press(SEARCH_BOX, "Enter")
             page.wait_for_function(

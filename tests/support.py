@@ -216,6 +216,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# A chart that has been drawn: the SVG plotly.js draws into the dashboard's Plotly component
+# (dashboard/plotly_chart.js), or the root group Vega draws into its SVG (one per chart).
+PLOTLY_DRAWN = ".milepost-plotly .main-svg"
+CHART_DRAWN = f'{PLOTLY_DRAWN}, [data-testid="stVegaLiteChart"] svg.marks g.root'
 
 
 class DerivedRecorder:

@@ -16,6 +16,10 @@ from dashboard.sentences import duration_text, parse_time, stock_summary, system
 SEARCH_KEY = "sku"  # also the deep link's query parameter: /?sku=SKU
 
 
+# stock_table's columns other than one per system.
+LOCATION, SPREAD, AGREEMENT = "location", "spread (units)", "in agreement"
+
+
 def stock_table(stock: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per location, one column per system's on_hand (units), then the spread."""
     systems = sorted({system_name(name) for location in stock for name in location.get("systems", {})})
@@ -24,17 +28,17 @@ def stock_table(stock: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         on_hand = {system_name(k): v.get("on_hand") for k, v in location.get("systems", {}).items()}
         rows.append(
             {
-                "location": location["location_id"],
+                LOCATION: location["location_id"],
                 **{system: on_hand.get(system) for system in systems},
-                "spread (units)": location.get("spread", 0),
-                "in agreement": bool(location.get("in_agreement")),
+                SPREAD: location.get("spread", 0),
+                AGREEMENT: bool(location.get("in_agreement")),
             }
         )
     return pd.DataFrame(rows)
 
 
 def _highlight_disagreement(row: pd.Series) -> list[str]:
-    colour = "background-color: #FDECEA; color: #8E1B1B" if not row.get("in agreement", True) else ""
+    colour = "background-color: #FDECEA; color: #8E1B1B" if not row.get(AGREEMENT, True) else ""
     return [colour] * len(row)
 
 
@@ -109,7 +113,8 @@ def render() -> None:
             column: st.column_config.NumberColumn(
                 column, help=f"Units on hand as {column} counts them; None: {column} keeps no count here."
             )
-            for column in table.columns[1:-2]
+            for column in table.columns
+            if column not in (LOCATION, SPREAD, AGREEMENT)
         }
         st.dataframe(styled, hide_index=True, width="stretch", column_config=counts)
         widest = max(stock, key=lambda loc: int(loc.get("spread") or 0))

@@ -19,13 +19,19 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from dashboard.theme import deep_link
 from tests.dashboard.estate import PICKUP_CODE, PROMOTION, READ_TOKEN, READY, SKU, STALLED, STALLED_RECEIPT
-from tests.support import CHROMIUM, CHROMIUM_FLAGS, MILEPOST, REPO, NodeProcess, free_port, wait_until
+from tests.support import (
+    CHART_DRAWN,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    MILEPOST,
+    PLOTLY_DRAWN,
+    REPO,
+    NodeProcess,
+    free_port,
+    wait_until,
+)
 
 OUTPUT = REPO / "tests" / "output"
-# A drawn chart: Plotly's SVG (drawn by the dashboard's plotly.js bundle), or the root group Vega
-# draws into its SVG (one per chart).
-PLOTLY_CHART = ".milepost-plotly .main-svg"
-CHART = f'{PLOTLY_CHART}, [data-testid="stVegaLiteChart"] svg.marks g.root'
 WAIT_MS = 45_000
 # Where the stalled table's link to order W-10024 leads from the Operations page.
 TABLE_LINK = urljoin("/operations", deep_link("order", "W-10024"))
@@ -101,10 +107,10 @@ def _open(page: Page, url: str, charts: int) -> None:
     page.goto(url, wait_until="domcontentloaded")
     if not charts:
         return
-    page.wait_for_selector(CHART, timeout=WAIT_MS)
+    page.wait_for_selector(CHART_DRAWN, timeout=WAIT_MS)
     page.wait_for_function(
         "([selector, n]) => document.querySelectorAll(selector).length >= n",
-        arg=[CHART, charts],
+        arg=[CHART_DRAWN, charts],
         timeout=WAIT_MS,
     )
 
@@ -168,7 +174,9 @@ def test_operations_tabs_load_on_click_and_keep_their_place_in_the_url(dashboard
     page.wait_for_url("**view=Ingest*", timeout=WAIT_MS)
     page.get_by_role("tab", name="Promotions").click()
     page.wait_for_function(
-        "([selector, n]) => document.querySelectorAll(selector).length >= n", arg=[CHART, 2], timeout=WAIT_MS
+        "([selector, n]) => document.querySelectorAll(selector).length >= n",
+        arg=[CHART_DRAWN, 2],
+        timeout=WAIT_MS,
     )
     _visible(page, "Activation lag per store")
     _shot(page, "operations-promotions")
@@ -181,7 +189,7 @@ def test_unknown_order_suggests_near_ids_and_a_suggestion_opens_it(dashboard: st
     suggestion.wait_for(state="visible", timeout=WAIT_MS)
     _shot(page, "unknown-order")
     suggestion.click()
-    page.wait_for_selector(CHART, timeout=WAIT_MS)
+    page.wait_for_selector(CHART_DRAWN, timeout=WAIT_MS)
     _visible(page, "not reserved: SLA 10 min")
     assert f"order={STALLED}" in page.url  # the search box is bound to the deep link
 
@@ -202,7 +210,7 @@ def test_a_receipt_pasted_into_the_open_order_page_shows_that_order(dashboard: s
 
 def test_the_timeline_follows_its_column_when_the_sidebar_folds_away(dashboard: str, page: Page) -> None:
     _open(page, f"{dashboard}/?order={STALLED_RECEIPT}", 2)
-    timeline = f"document.querySelector('{PLOTLY_CHART}').getBoundingClientRect().width"
+    timeline = f"document.querySelector('{PLOTLY_DRAWN}').getBoundingClientRect().width"
     narrow = page.evaluate(timeline)
     page.get_by_test_id("stSidebarHeader").hover()
     page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
@@ -214,7 +222,7 @@ def test_a_chart_whose_library_does_not_load_says_so_and_the_answer_stays(dashbo
     page.goto(f"{dashboard}/?order={STALLED_RECEIPT}", wait_until="domcontentloaded")
     _visible(page, "not reserved: SLA 10 min")
     _visible(page, "The chart could not be drawn: app/static/plotly-basic.min.js did not load.")
-    assert page.locator(CHART).count() == 0
+    assert page.locator(CHART_DRAWN).count() == 0
 
 
 def test_a_new_servers_first_visit_by_deep_link_gets_the_dashboards_own_navigation(
